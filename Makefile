@@ -1,0 +1,34 @@
+# Two entry points a newcomer needs: `make demo` and `make test`. Each installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# torch/torchvision pair installed into the venv (CPU or CUDA wheel, whichever the index serves).
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+
+export NO_ALBUMENTATIONS_UPDATE := 1
+export WANDB_MODE ?= offline
+export HYDRA_FULL_ERROR ?= 0
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install -e ".[dev,export]"
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m dctnet.demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/ttn.py
+
+clean:
+	rm -rf outputs data/synthetic .pytest_cache

@@ -1,0 +1,191 @@
+"""Stage 1 LightningModule: StyleGAN2 pretraining from scratch, or few-shot adaptation of G_src to cartoons.
+
+Per iteration: one discriminator update (non-saturating loss, lazy R1 folded into the same step every
+``r1_every`` iterations, DiffAugment on both real and fake when configured) and one generator update
+(non-saturating loss, style mixing, lazy path-length regularisation, and in ``adapt`` mode a
+differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise). The generator EMA
+is what sampling and export use.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dctnet.checkpoints import save_model
+from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
+from dctnet.gan_base import GANModule, ema_decay, make_ema, requires_grad, update_ema
+from dctnet.losses.diffaugment import diff_augment
+from dctnet.losses.gan import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_regularize
+from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
+from dctnet.models.stylegan2 import Discriminator, Generator
+
+
+def build_generator(model: StyleGANConfig) -> Generator:
+    return Generator(model.size, model.style_dim, model.n_mlp, model.channel_multiplier, lr_mlp=model.lr_mlp,
+                     channel_max=model.channel_max)
+
+
+def build_discriminator(model: StyleGANConfig) -> Discriminator:
+    return Discriminator(model.size, model.channel_multiplier, channel_max=model.channel_max)
+
+
+def make_noise(generator: Generator, batch: int, device: torch.device) -> list[torch.Tensor]:
+    """Per-sample noise maps for every synthesis layer (shared between paired generators)."""
+    sizes = [4] + [2**i for i in range(3, generator.log_size + 1) for _ in range(2)]
+    return [torch.randn(batch, 1, s, s, device=device) for s in sizes]
+
+
+class CCNModule(GANModule):
+    """One stage-1 training stage. ``source_state``: G_src weights (adapt mode), loaded into G, D and G_src."""
+
+    def __init__(
+        self,
+        model: StyleGANConfig,
+        stage: CCNStageConfig,
+        mode: str,
+        out_dir: str,
+        sample_every: int,
+        identity: IdentityConfig | None = None,
+        source_state: dict[str, dict[str, torch.Tensor]] | None = None,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(out_dir, sample_every)
+        if mode not in ("pretrain", "adapt"):
+            raise ValueError(f"mode must be pretrain or adapt, got {mode!r}")
+        self.model_cfg, self.stage, self.mode = model, stage, mode
+        self.generator = build_generator(model)
+        self.discriminator = build_discriminator(model)
+        self.source: Generator | None = None
+        self.identity: IdentityNet | None = None
+        if source_state is not None:
+            self.generator.load_state_dict(source_state["g_ema"])
+            if "d" in source_state:
+                self.discriminator.load_state_dict(source_state["d"])
+        if mode == "adapt":
+            if source_state is None:
+                raise ValueError("adapt mode needs a source generator (ccn.source_checkpoint or a pretrain stage)")
+            self.source = build_generator(model)
+            self.source.load_state_dict(source_state["g_ema"])
+            requires_grad(self.source, False)
+            self.source.eval()
+            if stage.identity_weight > 0:
+                if identity is None:
+                    raise ValueError("identity_weight > 0 needs an identity network config")
+                self.identity = build_identity_network(identity)
+        self.generator_ema = make_ema(self.generator)
+        self.frozen = [name for name, _ in self.generator.named_parameters()
+                       if any(name.startswith(prefix) for prefix in stage.freeze)]
+        for name, parameter in self.generator.named_parameters():
+            if name in self.frozen:
+                parameter.requires_grad_(False)
+        self.register_buffer("mean_path_length", torch.zeros(()))
+        self.ema_decay = ema_decay(stage.batch_size, world_size, stage.ema_half_life_kimg)
+        self.register_buffer("fixed_z", torch.randn(8, model.style_dim, generator=torch.Generator().manual_seed(1234)))
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        trainable = [p for n, p in self.generator.named_parameters() if n not in self.frozen]
+        betas = (0.0, 0.99)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.stage.lr, betas=betas)
+        opt_g = torch.optim.Adam(trainable, lr=self.stage.lr, betas=betas)
+        return [opt_d, opt_g]
+
+    def train(self, mode: bool = True) -> "CCNModule":
+        super().train(mode)
+        if self.source is not None:
+            self.source.eval()
+        self.generator_ema.eval()
+        return self
+
+    def _latents(self, batch: int) -> list[torch.Tensor]:
+        z = torch.randn(batch, self.model_cfg.style_dim, device=self.device)
+        if self.stage.mixing > 0 and random.random() < self.stage.mixing:
+            return [z, torch.randn_like(z)]
+        return [z]
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.stage.diffaugment) if self.stage.diffaugment else images
+
+    def training_iteration(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        real = batch["image"]
+        if self.stage.flip:
+            flip = torch.rand(real.shape[0], device=real.device) < 0.5
+            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+        n = real.shape[0]
+        iteration = self.iteration
+        opt_d, opt_g = self.optimizers()
+        logs: dict[str, torch.Tensor] = {}
+
+        # discriminator
+        requires_grad(self.generator, False)
+        requires_grad(self.discriminator, True)
+        with torch.no_grad():
+            fake, _ = self.generator(self._latents(n))
+        do_r1 = self.stage.r1 > 0 and iteration % self.stage.r1_every == 0
+        real_input = real.detach().requires_grad_(do_r1)
+        real_pred = self.discriminator(self._augment(real_input))
+        fake_pred = self.discriminator(self._augment(fake))
+        d_loss = d_logistic_loss(real_pred, fake_pred)
+        total = d_loss
+        if do_r1:
+            r1 = d_r1_loss(real_pred, real_input)
+            total = total + self.stage.r1 / 2 * r1 * self.stage.r1_every
+            logs["r1"] = r1.detach()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        opt_d.step()
+        logs.update(d_loss=d_loss.detach(), real_score=real_pred.mean().detach(), fake_score=fake_pred.mean().detach())
+
+        # generator
+        requires_grad(self.discriminator, False)
+        for name, parameter in self.generator.named_parameters():
+            parameter.requires_grad_(name not in self.frozen)
+        noise = make_noise(self.generator, n, self.device)
+        latents = self._latents(n)
+        inject = random.randint(1, self.generator.n_latent - 1) if len(latents) > 1 else None
+        fake, _ = self.generator(latents, noise=noise, inject_index=inject)
+        g_loss = g_nonsaturating_loss(self.discriminator(self._augment(fake)))
+        total = g_loss
+        logs["g_loss"] = g_loss.detach()
+        if self.identity is not None and self.source is not None:
+            with torch.no_grad():
+                source_image, _ = self.source(latents, noise=noise, inject_index=inject)
+            identity_loss = (1 - cosine_similarity(self.identity(fake), self.identity(source_image))).mean()
+            total = total + self.stage.identity_weight * identity_loss
+            logs["identity_loss"] = identity_loss.detach()
+        if self.stage.path_length > 0 and iteration % self.stage.path_every == 0:
+            path_batch = max(1, n // self.stage.path_batch_shrink)
+            path_fake, path_latents = self.generator(self._latents(path_batch), return_latents=True)
+            penalty, self.mean_path_length, path_mean = g_path_regularize(path_fake, path_latents, self.mean_path_length)
+            total = total + self.stage.path_length * self.stage.path_every * penalty
+            logs["path_length"] = path_mean
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        opt_g.step()
+        update_ema(self.generator_ema, self.generator, self.ema_decay)
+        return logs
+
+    @torch.no_grad()
+    def sample_rows(self) -> list[torch.Tensor]:
+        z = self.fixed_z.to(self.device)
+        rows = [self.generator_ema([z], randomize_noise=False)[0]]
+        if self.source is not None:
+            rows.insert(0, self.source([z], randomize_noise=False)[0])
+        return [r.clamp(-1, 1) for r in rows]
+
+    def export(self, path: Path) -> Path:
+        arch = {k: getattr(self.model_cfg, k) for k in ("size", "style_dim", "n_mlp", "channel_multiplier",
+                                                           "channel_max", "lr_mlp")}
+        state = {f"g_ema.{k}": v for k, v in self.generator_ema.state_dict().items()}
+        state.update({f"d.{k}": v for k, v in self.discriminator.state_dict().items()})
+        with torch.no_grad():
+            state["latent_avg"] = self.generator_ema.mean_latent(4096)[0]
+        return save_model(Path(path) / "ccn.safetensors", state, kind="stylegan2", arch=arch,
+                          extra={"mode": self.mode, "iterations": self.iteration})
+
+    def state_for_next_stage(self) -> dict[str, Any]:
+        return {"g_ema": self.generator_ema.state_dict(), "d": self.discriminator.state_dict()}

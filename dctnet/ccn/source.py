@@ -1,0 +1,50 @@
+"""Loading a source generator G_src: a rosinality checkpoint (``.pt``) or a dctnet ``ccn.safetensors``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dctnet.checkpoints import CheckpointError, load_model_file, load_strict, load_torch_file
+from dctnet.config import StyleGANConfig
+
+
+def split_prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
+    """``{'g_ema': ..., 'd': ... (if present), 'latent_avg': ... (if present)}`` checked against ``model``.
+
+    rosinality files hold ``g``, ``d``, ``g_ema`` (training checkpoints) or only ``g_ema`` and
+    ``latent_avg`` (converted NVIDIA weights); both load strictly into our modules.
+    """
+    from dctnet.ccn.module import build_discriminator, build_generator
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        state, header = load_model_file(path, kind="stylegan2")
+        arch = header["arch"]
+        expected = {k: getattr(model, k) for k in arch if hasattr(model, k)}
+        if arch != {**arch, **expected}:
+            raise CheckpointError(f"{path} was trained with {arch}, the config asks for {expected}: "
+                                  "set ccn/model to match the checkpoint")
+        source = {"g_ema": split_prefixed(state, "g_ema."), "d": split_prefixed(state, "d.")}
+        if "latent_avg" in state:
+            source["latent_avg"] = state["latent_avg"]
+    else:
+        raw = load_torch_file(path)
+        if not isinstance(raw, dict) or "g_ema" not in raw:
+            raise CheckpointError(f"{path}: not a rosinality StyleGAN2 checkpoint (no 'g_ema' entry)")
+        source = {"g_ema": raw["g_ema"]}
+        if "d" in raw:
+            source["d"] = raw["d"]
+        if "latent_avg" in raw:
+            source["latent_avg"] = raw["latent_avg"]
+    load_strict(build_generator(model), source["g_ema"], f"{path} (g_ema)")
+    if source.get("d"):
+        load_strict(build_discriminator(model), source["d"], f"{path} (d)")
+    else:
+        source.pop("d", None)
+    return source

@@ -1,0 +1,96 @@
+"""Stage 1 driver: runs the configured stages (pretrain, adapt, sample) in order under ``<run_dir>/ccn``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from dctnet.ccn.module import CCNModule, build_discriminator, build_generator
+from dctnet.ccn.sampling import sample_calibrated
+from dctnet.ccn.source import load_source
+from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig
+from dctnet.data.datamodule import GANDataModule
+from dctnet.models.face import build_identity_network
+from dctnet.training import ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+
+log = logging.getLogger(__name__)
+STAGES = ("pretrain", "adapt", "sample")
+
+
+def _typed(node: DictConfig, schema: type):
+    """A plain dataclass instance from a config node (modules keep typed, picklable hyper-parameters)."""
+    return schema(**OmegaConf.to_container(node, resolve=True))
+
+
+def world_size(cfg: DictConfig) -> int:
+    devices = cfg.trainer.devices
+    return (int(devices) if isinstance(devices, int) or str(devices).isdigit() else 1) * int(cfg.trainer.num_nodes)
+
+
+def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: Path) -> Path:
+    """Fit one of pretrain/adapt; returns the path of its ``ccn.safetensors`` export."""
+    stage_cfg: CCNStageConfig = _typed(cfg.ccn[mode], CCNStageConfig)
+    model: StyleGANConfig = _typed(cfg.ccn.model, StyleGANConfig)
+    stage_dir = ccn_dir / mode
+    iterations = iterations_for(cfg, stage_cfg.steps)
+    module = CCNModule(model, stage_cfg, mode, str(stage_dir), int(cfg.trainer.sample_every),
+                       identity=_typed(cfg.identity, IdentityConfig), source_state=source_state,
+                       world_size=world_size(cfg))
+    folder = cfg.data.photos if mode == "pretrain" else cfg.data.cartoons
+    datamodule = GANDataModule({"image": folder}, size=model.size, batch_size=stage_cfg.batch_size,
+                               seed=cfg.seed + (0 if mode == "pretrain" else 1), total_iterations=iterations,
+                               gem=None, num_workers=cfg.data.num_workers, max_pixels=cfg.data.max_pixels,
+                               cache=cfg.data.cache, max_images=cfg.data.max_images)
+    fit_stage(cfg, module, datamodule, stage_dir, iterations)
+    return stage_dir / "ccn.safetensors"
+
+
+def train_ccn(cfg: DictConfig) -> dict[str, Path]:
+    """Run stage 1 as configured; returns the paths it produced (exports, calibrated folder)."""
+    prepare_environment()
+    unknown = set(cfg.ccn.stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"ccn.stages has unknown entries {sorted(unknown)}; choose from {STAGES}")
+    ensure_synthetic_data(cfg)
+    model: StyleGANConfig = _typed(cfg.ccn.model, StyleGANConfig)
+    ccn_dir = Path(cfg.run_dir) / "ccn"
+    outputs: dict[str, Path] = {}
+    source_path = Path(cfg.ccn.source_checkpoint) if cfg.ccn.source_checkpoint else None
+    if "pretrain" in cfg.ccn.stages:
+        source_path = outputs["pretrain"] = train_stage(cfg, "pretrain", None, ccn_dir)
+    if source_path is None and (ccn_dir / "pretrain" / "ccn.safetensors").is_file():
+        source_path = ccn_dir / "pretrain" / "ccn.safetensors"
+    if "adapt" in cfg.ccn.stages:
+        if source_path is None:
+            raise ValueError("the adapt stage needs G_src: set ccn.source_checkpoint=<rosinality .pt or "
+                             "ccn.safetensors> or include 'pretrain' in ccn.stages")
+        outputs["adapt"] = train_stage(cfg, "adapt", load_source(source_path, model), ccn_dir)
+    if "sample" in cfg.ccn.stages and rank_zero_only.rank == 0:
+        adapted = outputs.get("adapt", ccn_dir / "adapt" / "ccn.safetensors")
+        if source_path is None or not Path(adapted).is_file():
+            raise ValueError("the sample stage needs G_src and an adapted generator (run pretrain/adapt first)")
+        outputs["calibrated"] = sample_stage(cfg, model, load_source(source_path, model), load_source(adapted, model),
+                                             ccn_dir / "calibrated")
+    return outputs
+
+
+def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, cartoon_state: dict, out_dir: Path) -> Path:
+    source, cartoon = build_generator(model), build_generator(model)
+    source.load_state_dict(source_state["g_ema"])
+    cartoon.load_state_dict(cartoon_state["g_ema"])
+    discriminator = None
+    if "d" in cartoon_state:
+        discriminator = build_discriminator(model)
+        discriminator.load_state_dict(cartoon_state["d"])
+        discriminator.eval()
+    identity = build_identity_network(_typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
+    records = sample_calibrated(source, cartoon, discriminator, identity, _typed(cfg.ccn.sampling, SamplingConfig),
+                                out_dir, device)
+    kept = sum(r.kept for r in records)
+    log.info("calibrated samples: %d written, %d kept -> %s", len(records), kept, out_dir / "kept")
+    return out_dir / "kept"

@@ -1,0 +1,252 @@
+"""Typed configuration schema for every entry point (Hydra structured configs).
+
+The YAML files under ``conf/`` fill these dataclasses; because the schema is registered first in each
+primary config's defaults list, a misspelt key or a wrong type fails at start with Hydra's message
+naming the key (``Key 'max_stepz' not in 'TrainerConfig'``). Every hyper-parameter lives here or in
+``conf/``: the code reads them, it never invents defaults of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class SynthConfig:
+    """Procedural two-domain data generated under ``data.root`` when it is absent."""
+
+    generate: bool = True
+    size: int = 64
+    photos: int = 200
+    cartoons: int = 100
+    test: int = 16
+    seed: int = 0
+
+
+@dataclass
+class GemConfig:
+    """Geometry expansion (non-trainable augmentation). Defaults follow the official scripts."""
+
+    enabled: bool = True
+    flip_p: float = 0.5
+    scale_p: float = 0.5  # probability of a scale change (never combined with rotation)
+    shrink_min: float = 0.8  # shrink factor range (the common case) ...
+    shrink_max: float = 1.0
+    zoom_p: float = 0.1  # ... and the share of scale changes that zoom in instead
+    zoom_max: float = 1.1
+    rotate_p: float = 0.5
+    rotate_limit: float = 10.0  # degrees
+    translate: float = 0.05  # fraction of the side, both axes
+    border: str = "reflect"  # reflect | replicate | constant (constant uses fill)
+    fill: int = 255  # white canvas for 'constant', as the official shrink
+
+
+@dataclass
+class DataConfig:
+    """Image folders and loading. ``photos``/``cartoons`` are the two unpaired training domains."""
+
+    root: str = "data/synthetic"
+    photos: str = "${data.root}/photos"
+    cartoons: str = "${data.root}/cartoons"
+    test_photos: str = "${data.root}/test_photos"
+    test_cartoons: str = "${data.root}/test_cartoons"
+    size: int = 64
+    num_workers: int = 0
+    max_pixels: int = 100_000_000
+    cache: bool = True  # keep decoded, resized images in memory (small style sets)
+    max_images: Optional[int] = None  # use only the first N images of each folder (few-shot studies)
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+    gem: GemConfig = field(default_factory=GemConfig)
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to ``pytorch_lightning.Trainer``. ``max_steps`` counts training *iterations*.
+
+    One iteration = one discriminator and one generator update; Lightning's own ``global_step``
+    advances once per optimiser, so the code converts. ``None`` keeps each stage's own length.
+    """
+
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: Optional[int] = None
+    log_every_n_steps: int = 10
+    checkpoint_every: int = 100  # iterations between `last.ckpt` writes
+    sample_every: int = 100  # iterations between sample grids
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    fast_dev_run: bool = False
+    gradient_clip_val: Optional[float] = None
+
+
+@dataclass
+class StyleGANConfig:
+    """rosinality-compatible StyleGAN2 shape (constructor arguments of that project + width cap)."""
+
+    size: int = 64
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: int = 2
+    channel_max: Optional[int] = None  # cap on channels; None = rosinality exactly; tiny CPU models set 32-64
+    lr_mlp: float = 0.01
+
+
+@dataclass
+class IdentityConfig:
+    """Face-identity network (facenet-pytorch InceptionResnetV1) used by losses and metrics."""
+
+    network: str = "facenet"  # facenet | none
+    pretrained: bool = True  # False: random init (tests only); True: weights file must exist
+    weights: Optional[str] = None  # explicit path; default: the registry path (`dctnet weights`)
+    crop: list[float] = field(default_factory=lambda: [0.137, 0.125, 0.871, 0.859])  # x0,y0,x1,y1
+    input_size: int = 160
+
+
+@dataclass
+class CCNStageConfig:
+    """One stage-1 training stage (pretrain from scratch, or few-shot adapt)."""
+
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 0.002
+    r1: float = 10.0
+    r1_every: int = 16
+    path_length: float = 2.0
+    path_every: int = 4
+    path_batch_shrink: int = 2
+    mixing: float = 0.9
+    ema_half_life_kimg: float = 10.0
+    diffaugment: str = ""  # e.g. "color,translation,cutout"; empty = off
+    identity_weight: float = 0.0  # differentiable identity loss G_cartoon(w) vs G_src(w)
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. ["style."]
+    flip: bool = True
+
+
+@dataclass
+class SamplingConfig:
+    """Calibrated sampling: blend G_src and G_cartoon, sample, score, filter, write PNG + manifest."""
+
+    count: int = 5000
+    batch_size: int = 16
+    truncation: float = 0.7
+    mean_latents: int = 4096
+    blend_resolution: int = 4  # layers up to this resolution come from G_src (Toonify-style)
+    blend_width: float = 0.0  # 0 = hard switch; >0 = smooth sigmoid transition over log2-resolutions
+    keep_fraction: float = 0.8
+    min_identity: float = -1.0  # also reject samples whose identity similarity is below this
+    seed: int = 0
+
+
+@dataclass
+class CCNConfig:
+    """Stage 1: which stages run, the StyleGAN2 shape, and each stage's recipe."""
+
+    stages: list[str] = field(default_factory=lambda: ["pretrain", "adapt", "sample"])
+    source_checkpoint: Optional[str] = None  # G_src: rosinality .pt or our ccn.safetensors
+    model: StyleGANConfig = field(default_factory=StyleGANConfig)
+    pretrain: CCNStageConfig = field(default_factory=CCNStageConfig)
+    adapt: CCNStageConfig = field(default_factory=CCNStageConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass
+class UNetConfig:
+    """TTN generator; defaults are the official DCT-Net / White-box architecture (≈1.47 M params)."""
+
+    base_channels: int = 32
+    num_residual: int = 4
+    num_downsamples: int = 2
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Spectral-norm PatchGAN used for both the surface and the texture representation."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+
+
+@dataclass
+class FacePerceptionConfig:
+    """Facial perception loss: keep the output's facial expression equal to the input's."""
+
+    kind: str = "expression"  # expression | identity | none
+    weight: float = 1.0
+    regressor_lr: float = 2e-4
+
+
+@dataclass
+class TTNLossConfig:
+    """Loss weights; `official` = ModelScope trainer, `port` = the MIT PyTorch port (surface/texture 2)."""
+
+    recipe: str = "port"
+    gan: str = "lsgan"  # lsgan | hinge
+    surface: float = 2.0
+    texture: float = 2.0
+    content: float = 200.0
+    superpixel: float = 0.0  # official also matches a SLIC superpixel image; off by default (CPU cost)
+    tv: float = 10000.0
+    surface_radius: int = 5
+    surface_eps: float = 0.2
+    output_guided_filter: bool = True  # guided-filter the output with the input as guide (r=1, eps=1e-2)
+    vgg_layer: str = "conv4_4"
+    vgg_pretrained: bool = True
+    vgg_weights: Optional[str] = None
+    face: FacePerceptionConfig = field(default_factory=FacePerceptionConfig)
+
+
+@dataclass
+class TTNConfig:
+    """Stage 2: U-Net, discriminators, losses and optimiser. ``cartoons`` overrides data.cartoons."""
+
+    cartoons: Optional[str] = None  # e.g. the calibrated samples of stage 1
+    steps: int = 3000
+    batch_size: int = 8
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.99])
+    ema_half_life_kimg: float = 10.0
+    model: UNetConfig = field(default_factory=UNetConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: TTNLossConfig = field(default_factory=TTNLossConfig)
+
+
+@dataclass
+class EvalConfig:
+    """evaluate.py: which folders to compare and which metrics to compute."""
+
+    methods: dict[str, str] = field(default_factory=dict)  # name -> folder of stylized outputs
+    sources: str = "${data.test_photos}"
+    reference: str = "${data.cartoons}"
+    paired_targets: Optional[str] = "${data.test_cartoons}"
+    out_dir: str = "${run_dir}/eval"
+    feature_extractor: str = "inception"  # inception | random (tests; the report says so)
+    bootstrap: int = 1000
+
+
+@dataclass
+class RunConfig:
+    """Primary schema of ``train_ccn.py``, ``train_ttn.py`` and ``evaluate.py`` (one config tree)."""
+
+    name: str = "dctnet"
+    run_dir: str = "outputs/${name}"
+    seed: int = 0
+    resume: str = "auto"  # auto (continue from last.ckpt if present) | never | <path to .ckpt>
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    ccn: CCNConfig = field(default_factory=CCNConfig)
+    ttn: TTNConfig = field(default_factory=TTNConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    experiment: Any = None
+
+
+def register_configs() -> None:
+    """Register the schema so that ``conf/*.yaml`` can name it first in their defaults list."""
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)

@@ -1,0 +1,138 @@
+"""Shared base of both stages' LightningModules: everything a GAN loop needs that is not its losses.
+
+- Manual optimisation with one discriminator and one generator update per *iteration*; Lightning's
+  ``global_step`` counts optimiser steps (2 per iteration), so ``iteration`` converts.
+- Generator EMA as a frozen submodule updated after each G step, buffers copied; the decay comes from
+  a half-life counted in images (batch x world size), as StyleGAN does.
+- Exact resume: Python, NumPy and torch RNG states are saved in every checkpoint and restored at the
+  first batch after resuming (after Lightning has created its data iterators), so a resumed run
+  continues the same random stream as an uninterrupted one.
+- Sample grids every ``sample_every`` iterations (PNG under ``<run>/samples`` and to the logger),
+  and the user-facing safetensors export at the end of every run (rank 0 only).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from dctnet.data.datamodule import to_uint8
+from dctnet.data.decode import write_image
+
+STEPS_PER_ITERATION = 2  # one discriminator + one generator optimiser step
+
+
+def requires_grad(module: nn.Module, flag: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(flag)
+
+
+def make_ema(module: nn.Module) -> nn.Module:
+    ema = copy.deepcopy(module).eval()
+    requires_grad(ema, False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def ema_decay(batch_size: int, world_size: int, half_life_kimg: float) -> float:
+    """Per-iteration EMA decay for a half-life counted in thousands of images."""
+    if half_life_kimg <= 0:
+        return 0.0
+    return 0.5 ** (batch_size * world_size / (half_life_kimg * 1000.0))
+
+
+def image_grid(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of equally sized image batches ([-1, 1]) -> one uint8 grid, each row one batch."""
+    return np.concatenate([np.concatenate(list(to_uint8(row)), axis=1) for row in rows], axis=0)
+
+
+class GANModule(pl.LightningModule):
+    """Base class; subclasses implement :meth:`training_iteration`, :meth:`sample_rows` and :meth:`export`."""
+
+    def __init__(self, out_dir: str, sample_every: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.out_dir = str(out_dir)
+        self.sample_every = sample_every
+        self._pending_rng: dict[str, Any] | None = None
+
+    @property
+    def iteration(self) -> int:
+        """Completed training iterations (one D and one G update each)."""
+        return self.global_step // STEPS_PER_ITERATION
+
+    # ---- the loop -------------------------------------------------------------------------------
+    @abstractmethod
+    def training_iteration(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One D update and one G update; returns scalars to log."""
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        iteration = self.iteration
+        logs = self.training_iteration(batch)
+        self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
+                      prog_bar=False, on_step=True, on_epoch=False, sync_dist=False)
+        if self.sample_every > 0 and (iteration % self.sample_every == 0):
+            self.write_samples(iteration)
+
+    # ---- samples and export ---------------------------------------------------------------------
+    @abstractmethod
+    def sample_rows(self) -> list[torch.Tensor]:
+        """Rows of images for a progress grid (e.g. input | output)."""
+
+    @abstractmethod
+    def export(self, path: Path) -> Path:
+        """Write the user-facing safetensors + JSON model file."""
+
+    @torch.no_grad()
+    def write_samples(self, iteration: int) -> None:
+        if self.trainer is not None and not self.trainer.is_global_zero:
+            return
+        grid = image_grid(self.sample_rows())
+        path = Path(self.out_dir) / "samples" / f"iter_{iteration:06d}.png"
+        write_image(path, grid)
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="samples", images=[grid], step=iteration)
+
+    def on_train_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.write_samples(self.iteration)
+            self.export(Path(self.out_dir))
+
+    # ---- exact resume -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dctnet_rng"] = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get("dctnet_rng")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng is not None:
+            state = self._pending_rng
+            random.setstate(state["python"])
+            np.random.set_state(state["numpy"])
+            torch.set_rng_state(state["torch"])
+            if state["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            self._pending_rng = None

@@ -1,0 +1,108 @@
+"""Builds and runs a Lightning Trainer for one GAN stage from the run config (both stages use it).
+
+Owns what every run shares: output folders, the resolved config saved beside the checkpoints, the
+logger from ``conf/logger``, ``last.ckpt`` every ``trainer.checkpoint_every`` iterations, resume
+(``resume=auto`` continues from ``last.ckpt``; SLURM requeue works through Lightning), and the
+conversion of user-facing iterations to Lightning's optimiser-step count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from dctnet.data.synthetic import ensure_dataset
+from dctnet.gan_base import STEPS_PER_ITERATION
+
+log = logging.getLogger(__name__)
+
+
+def prepare_environment() -> None:
+    """Quiet, offline-safe defaults for third-party libraries (set before they are imported)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def ensure_synthetic_data(cfg: DictConfig) -> None:
+    """Generate the synthetic dataset under ``data.root`` if the config asks for it and it is absent."""
+    synth = cfg.data.synthetic
+    if synth.generate:
+        ensure_dataset(cfg.data.root, size=synth.size, photos=synth.photos, cartoons=synth.cartoons,
+                       test=synth.test, seed=synth.seed)
+
+
+def resume_path(cfg: DictConfig, stage_dir: Path) -> str | None:
+    """Which checkpoint to resume from: ``resume=auto|never|<path>``."""
+    if cfg.resume == "never":
+        return None
+    if cfg.resume == "auto":
+        last = stage_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(cfg.resume).is_file():
+        raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
+    return str(cfg.resume)
+
+
+def iterations_for(cfg: DictConfig, stage_steps: int) -> int:
+    """The stage length in iterations: ``trainer.max_steps`` overrides every stage's own ``steps``."""
+    return int(cfg.trainer.max_steps) if cfg.trainer.max_steps is not None else int(stage_steps)
+
+
+def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callbacks: list[Any] | None = None) -> pl.Trainer:
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints",
+        filename="iter_{step}",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=max(1, int(t.checkpoint_every)) * STEPS_PER_ITERATION,
+        save_on_train_epoch_end=True,
+    )
+    loggers = []
+    if cfg.logger is not None:
+        loggers.append(hydra.utils.instantiate(cfg.logger, save_dir=str(stage_dir)))
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_steps=iterations * STEPS_PER_ITERATION,
+        max_epochs=-1,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        enable_progress_bar=t.enable_progress_bar,
+        fast_dev_run=t.fast_dev_run,
+        gradient_clip_val=t.gradient_clip_val,
+        default_root_dir=str(stage_dir),
+        callbacks=[checkpoint, *(extra_callbacks or [])],
+        logger=loggers or False,
+        use_distributed_sampler=False,  # our sampler draws a per-rank stream (dctnet.data.datamodule)
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+
+
+def save_run_config(cfg: DictConfig, stage_dir: Path) -> None:
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.LightningDataModule, stage_dir: Path,
+              iterations: int) -> pl.Trainer:
+    """Fit ``module`` for ``iterations`` iterations in ``stage_dir``, resuming per ``cfg.resume``."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    save_run_config(cfg, stage_dir)
+    trainer = build_trainer(cfg, stage_dir, iterations)
+    ckpt = resume_path(cfg, stage_dir)
+    if ckpt:
+        log.info("resuming %s from %s", stage_dir.name, ckpt)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    return trainer
