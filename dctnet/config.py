@@ -122,7 +122,7 @@ class CCNStageConfig:
     path_batch_shrink: int = 2
     mixing: float = 0.9
     ema_half_life_kimg: float = 10.0
-    diffaugment: str = ""  # e.g. "color,translation,cutout"; empty = off
+    diffaugment: list[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
     identity_weight: float = 0.0  # differentiable identity loss G_cartoon(w) vs G_src(w)
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. ["style."]
     flip: bool = True
@@ -245,6 +245,16 @@ class RunConfig:
     ttn: TTNConfig = field(default_factory=TTNConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     experiment: Any = None
+
+
+def typed(node: Any, schema: type) -> Any:
+    """The dataclass instance behind a structured config node (nested dataclasses included)."""
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.to_object(node)
+    if not isinstance(value, schema):
+        raise TypeError(f"expected a {schema.__name__} config node, got {type(value).__name__}")
+    return value
 
 
 def register_configs() -> None:

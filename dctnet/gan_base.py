@@ -62,6 +62,18 @@ def image_grid(rows: list[torch.Tensor]) -> np.ndarray:
     return np.concatenate([np.concatenate(list(to_uint8(row)), axis=1) for row in rows], axis=0)
 
 
+def _numpy_state_to_safe(state: tuple) -> dict[str, Any]:
+    """NumPy's RNG state with its array as a tensor: checkpoints are read with ``weights_only=True``."""
+    name, keys, position, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _numpy_state_from_safe(state: dict[str, Any]) -> tuple:
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["position"], state["has_gauss"],
+            state["cached"])
+
+
 class GANModule(pl.LightningModule):
     """Base class; subclasses implement :meth:`training_iteration`, :meth:`sample_rows` and :meth:`export`."""
 
@@ -119,7 +131,7 @@ class GANModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dctnet_rng"] = {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_to_safe(np.random.get_state()),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -131,7 +143,7 @@ class GANModule(pl.LightningModule):
         if self._pending_rng is not None:
             state = self._pending_rng
             random.setstate(state["python"])
-            np.random.set_state(state["numpy"])
+            np.random.set_state(_numpy_state_from_safe(state["numpy"]))
             torch.set_rng_state(state["torch"])
             if state["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,15 @@ log = logging.getLogger(__name__)
 
 
 def prepare_environment() -> None:
-    """Quiet, offline-safe defaults for third-party libraries (set before they are imported)."""
+    """Quiet, offline-safe defaults for third-party libraries, and silence warnings that do not apply."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_MODE", "offline")
+    # We checkpoint after both optimiser steps on purpose (the state a resumed run continues from).
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    # Frozen helper networks (EMA, G_src, VGG, identity) are in eval mode by design.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 def ensure_synthetic_data(cfg: DictConfig) -> None:

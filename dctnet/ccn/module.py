@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from dctnet.checkpoints import save_model
 from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig

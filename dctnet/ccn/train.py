@@ -5,25 +5,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
 from dctnet.ccn.module import CCNModule, build_discriminator, build_generator
 from dctnet.ccn.sampling import sample_calibrated
 from dctnet.ccn.source import load_source
-from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig
+from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, typed
 from dctnet.data.datamodule import GANDataModule
 from dctnet.models.face import build_identity_network
 from dctnet.training import ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 
 log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
-
-
-def _typed(node: DictConfig, schema: type):
-    """A plain dataclass instance from a config node (modules keep typed, picklable hyper-parameters)."""
-    return schema(**OmegaConf.to_container(node, resolve=True))
 
 
 def world_size(cfg: DictConfig) -> int:
@@ -33,12 +29,13 @@ def world_size(cfg: DictConfig) -> int:
 
 def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: Path) -> Path:
     """Fit one of pretrain/adapt; returns the path of its ``ccn.safetensors`` export."""
-    stage_cfg: CCNStageConfig = _typed(cfg.ccn[mode], CCNStageConfig)
-    model: StyleGANConfig = _typed(cfg.ccn.model, StyleGANConfig)
+    stage_cfg: CCNStageConfig = typed(cfg.ccn[mode], CCNStageConfig)
+    model: StyleGANConfig = typed(cfg.ccn.model, StyleGANConfig)
     stage_dir = ccn_dir / mode
     iterations = iterations_for(cfg, stage_cfg.steps)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = CCNModule(model, stage_cfg, mode, str(stage_dir), int(cfg.trainer.sample_every),
-                       identity=_typed(cfg.identity, IdentityConfig), source_state=source_state,
+                       identity=typed(cfg.identity, IdentityConfig), source_state=source_state,
                        world_size=world_size(cfg))
     folder = cfg.data.photos if mode == "pretrain" else cfg.data.cartoons
     datamodule = GANDataModule({"image": folder}, size=model.size, batch_size=stage_cfg.batch_size,
@@ -56,7 +53,7 @@ def train_ccn(cfg: DictConfig) -> dict[str, Path]:
     if unknown:
         raise ValueError(f"ccn.stages has unknown entries {sorted(unknown)}; choose from {STAGES}")
     ensure_synthetic_data(cfg)
-    model: StyleGANConfig = _typed(cfg.ccn.model, StyleGANConfig)
+    model: StyleGANConfig = typed(cfg.ccn.model, StyleGANConfig)
     ccn_dir = Path(cfg.run_dir) / "ccn"
     outputs: dict[str, Path] = {}
     source_path = Path(cfg.ccn.source_checkpoint) if cfg.ccn.source_checkpoint else None
@@ -87,9 +84,9 @@ def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, car
         discriminator = build_discriminator(model)
         discriminator.load_state_dict(cartoon_state["d"])
         discriminator.eval()
-    identity = build_identity_network(_typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None
+    identity = build_identity_network(typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
-    records = sample_calibrated(source, cartoon, discriminator, identity, _typed(cfg.ccn.sampling, SamplingConfig),
+    records = sample_calibrated(source, cartoon, discriminator, identity, typed(cfg.ccn.sampling, SamplingConfig),
                                 out_dir, device)
     kept = sum(r.kept for r in records)
     log.info("calibrated samples: %d written, %d kept -> %s", len(records), kept, out_dir / "kept")

@@ -53,9 +53,9 @@ def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
 POLICIES = {"color": (_brightness, _saturation, _contrast), "translation": (_translation,), "cutout": (_cutout,)}
 
 
-def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
-    """Apply the comma-separated ``policy`` (subset of color, translation, cutout); '' = identity."""
-    for name in filter(None, (p.strip() for p in policy.split(","))):
+def diff_augment(x: torch.Tensor, policy: list[str] | tuple[str, ...]) -> torch.Tensor:
+    """Apply the ``policy`` (a subset of color, translation, cutout, in order); empty = identity."""
+    for name in policy:
         if name not in POLICIES:
             raise ValueError(f"unknown DiffAugment policy {name!r}; choose from {sorted(POLICIES)}")
         for op in POLICIES[name]:

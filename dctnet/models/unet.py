@@ -1,0 +1,71 @@
+"""The texture translation network (TTN): the White-box cartoonization / DCT-Net U-Net generator.
+
+Default constructor = the official architecture: conv7 -> 32; [conv3 s2 -> 32, conv3 -> 64];
+[conv3 s2 -> 64, conv3 -> 128]; 4 residual blocks at 128; conv3 -> 64; bilinear x2 + skip, conv3 -> 64,
+conv3 -> 32; bilinear x2 + skip, conv3 -> 32, conv7 -> 3. LeakyReLU 0.2, no normalisation, no tanh;
+1,467,075 parameters. Fully convolutional: any size divisible by 2**num_downsamples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = conv(channels, channels, 3), conv(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+
+
+class UNetGenerator(nn.Module):
+    """Photo in [-1, 1] -> cartoon (unbounded, clamp for display), same size."""
+
+    def __init__(self, base_channels: int = 32, num_residual: int = 4, num_downsamples: int = 2) -> None:
+        super().__init__()
+        c = [base_channels * 2**i for i in range(num_downsamples + 1)]
+        self.stride = 2**num_downsamples
+        self.stem = conv(3, c[0], 7)
+        self.down = nn.ModuleList(nn.ModuleList([conv(c[i], c[i], 3, stride=2), conv(c[i], c[i + 1], 3)])
+                                  for i in range(num_downsamples))
+        self.blocks = nn.Sequential(*(ResidualBlock(c[-1]) for _ in range(num_residual)))
+        self.bottleneck = conv(c[-1], c[-2], 3)
+        self.up = nn.ModuleList()
+        for i in reversed(range(num_downsamples)):
+            layers = [conv(c[i], c[i], 3)]
+            if i > 0:
+                layers.append(conv(c[i], c[i - 1], 3))
+            self.up.append(nn.ModuleList(layers))
+        self.head = conv(c[0], 3, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        skips = [act(self.stem(x))]
+        h = skips[0]
+        for down_conv, widen in self.down:
+            h = act(widen(act(down_conv(h))))
+            skips.append(h)
+        h = act(self.bottleneck(self.blocks(h)))
+        for layers, skip in zip(self.up, reversed(skips[:-1])):
+            h = F.interpolate(h, size=skip.shape[2:], mode="bilinear", align_corners=False) + skip
+            for layer in layers:
+                h = act(layer(h))
+        return self.head(h)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad the bottom/right so H and W are multiples of ``multiple``; returns the original size."""
+    height, width = x.shape[2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, [0, pad_w, 0, pad_h], mode=mode)
+    return x, (height, width)

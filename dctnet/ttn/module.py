@@ -1,0 +1,175 @@
+"""Stage 2 LightningModule: unpaired photo -> cartoon texture translation (DCT-Net's TTN).
+
+Per iteration:
+- discriminator update: surface and texture PatchGANs on real cartoons vs stylized photos (LSGAN or
+  hinge), plus the attribute regressor's supervised fit on photos when the expression loss is on;
+- generator update: weighted adversarial terms on both representations, VGG19 content loss against
+  the input photo, total variation, and the facial perception loss (expression attributes of the
+  output must match the input's labels, or identity embeddings must match, or nothing).
+The output is guided-filtered with the input as guide before every loss (official recipe).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dctnet.checkpoints import save_model
+from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig
+from dctnet.gan_base import GANModule, ema_decay, make_ema, requires_grad, update_ema
+from dctnet.losses.content import content_loss, total_variation
+from dctnet.losses.gan import adversarial_losses
+from dctnet.losses.representations import guided_filter, random_grey_weights, surface, texture
+from dctnet.models.discriminators import AttributeRegressor, PatchDiscriminator
+from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
+from dctnet.models.unet import UNetGenerator
+from dctnet.models.vgg import VGGFeatures
+
+FACE_KINDS = ("expression", "identity", "none")
+
+
+def build_unet(cfg: UNetConfig) -> UNetGenerator:
+    return UNetGenerator(cfg.base_channels, cfg.num_residual, cfg.num_downsamples)
+
+
+def refine_output(photo: torch.Tensor, raw: torch.Tensor, enabled: bool = True) -> torch.Tensor:
+    """The official post-filter: guided filter of the raw output with the photo as guide (r=1, eps=1e-2)."""
+    return guided_filter(photo, raw, radius=1, eps=1e-2) if enabled else raw
+
+
+class TTNModule(GANModule):
+    def __init__(
+        self,
+        model: UNetConfig,
+        discriminator: DiscriminatorConfig,
+        loss: TTNLossConfig,
+        lr_g: float,
+        lr_d: float,
+        betas: tuple[float, float],
+        batch_size: int,
+        ema_half_life_kimg: float,
+        out_dir: str,
+        sample_every: int,
+        identity: IdentityConfig | None = None,
+        attribute_count: int = 0,
+        sample_photos: torch.Tensor | None = None,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(out_dir, sample_every)
+        if loss.face.kind not in FACE_KINDS:
+            raise ValueError(f"ttn.loss.face.kind must be one of {FACE_KINDS}, got {loss.face.kind!r}")
+        self.model_cfg, self.loss_cfg = model, loss
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        self.generator = build_unet(model)
+        self.generator_ema = make_ema(self.generator)
+        self.d_surface = PatchDiscriminator(3, discriminator.channels)
+        self.d_texture = PatchDiscriminator(1, discriminator.channels)
+        self.d_loss_fn, self.g_loss_fn = adversarial_losses(loss.gan)
+        self.vgg = VGGFeatures(loss.vgg_layer, loss.vgg_pretrained, loss.vgg_weights) if loss.content > 0 else None
+        self.regressor: AttributeRegressor | None = None
+        self.identity: IdentityNet | None = None
+        if loss.face.kind == "expression" and loss.face.weight > 0:
+            if attribute_count == 0:
+                raise ValueError("ttn.loss.face.kind=expression needs facial attributes of the photos: an "
+                                 "attributes.csv in the photo folder (file,<attr>,... in [0,1]; `dctnet synth` "
+                                 "writes one). Use ttn.loss.face.kind=identity or none otherwise.")
+            self.regressor = AttributeRegressor(attribute_count)
+        if loss.face.kind == "identity" and loss.face.weight > 0:
+            self.identity = build_identity_network(identity or IdentityConfig())
+        self.ema_decay = ema_decay(batch_size, world_size, ema_half_life_kimg)
+        self.register_buffer("sample_photos", sample_photos if sample_photos is not None else torch.zeros(0, 3, 8, 8),
+                             persistent=False)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        d_params = [*self.d_surface.parameters(), *self.d_texture.parameters()]
+        if self.regressor is not None:
+            d_params += list(self.regressor.parameters())
+        opt_d = torch.optim.Adam(d_params, lr=self.lr_d, betas=self.betas)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
+        return [opt_d, opt_g]
+
+    def stylize(self, photo: torch.Tensor, ema: bool = False) -> torch.Tensor:
+        network = self.generator_ema if ema else self.generator
+        return refine_output(photo, network(photo), self.loss_cfg.output_guided_filter)
+
+    def _representations(self, image: torch.Tensor, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return surface(image, self.loss_cfg.surface_radius, self.loss_cfg.surface_eps), texture(image, grey)
+
+    def training_iteration(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        photo, cartoon = batch["photo"], batch["cartoon"]
+        labels = batch.get("photo_attributes")
+        opt_d, opt_g = self.optimizers()
+        grey = random_grey_weights(device=photo.device)
+        w = self.loss_cfg
+        logs: dict[str, torch.Tensor] = {}
+
+        # discriminators (+ attribute regressor on real photos)
+        requires_grad(self.generator, False)
+        for net in (self.d_surface, self.d_texture, self.regressor):
+            if net is not None:
+                requires_grad(net, True)
+        with torch.no_grad():
+            fake = self.stylize(photo)
+        real_s, real_t = self._representations(cartoon, grey)
+        fake_s, fake_t = self._representations(fake, grey)
+        d_surface = self.d_loss_fn(self.d_surface(real_s), self.d_surface(fake_s))
+        d_texture = self.d_loss_fn(self.d_texture(real_t), self.d_texture(fake_t))
+        d_total = d_surface + d_texture
+        if self.regressor is not None and labels is not None:
+            regressor_loss = F.l1_loss(self.regressor(photo), labels.to(photo.dtype))
+            d_total = d_total + regressor_loss
+            logs["regressor_loss"] = regressor_loss.detach()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_total)
+        opt_d.step()
+        logs.update(d_surface=d_surface.detach(), d_texture=d_texture.detach())
+
+        # generator
+        requires_grad(self.generator, True)
+        for net in (self.d_surface, self.d_texture, self.regressor):
+            if net is not None:
+                requires_grad(net, False)
+        fake = self.stylize(photo)
+        fake_s, fake_t = self._representations(fake, grey)
+        g_surface = self.g_loss_fn(self.d_surface(fake_s))
+        g_texture = self.g_loss_fn(self.d_texture(fake_t))
+        total = w.surface * g_surface + w.texture * g_texture
+        logs.update(g_surface=g_surface.detach(), g_texture=g_texture.detach())
+        if self.vgg is not None:
+            content = content_loss(self.vgg(fake), self.vgg(photo))
+            total = total + w.content * content
+            logs["content"] = content.detach()
+        if w.tv > 0:
+            tv = total_variation(fake)
+            total = total + w.tv * tv
+            logs["tv"] = tv.detach()
+        if self.regressor is not None and labels is not None:
+            face = F.l1_loss(self.regressor(fake), labels.to(fake.dtype))
+            total = total + w.face.weight * face
+            logs["face_expression"] = face.detach()
+        if self.identity is not None:
+            face = (1 - cosine_similarity(self.identity(fake), self.identity(photo))).mean()
+            total = total + w.face.weight * face
+            logs["face_identity"] = face.detach()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        opt_g.step()
+        update_ema(self.generator_ema, self.generator, self.ema_decay)
+        logs["g_total"] = total.detach()
+        return logs
+
+    @torch.no_grad()
+    def sample_rows(self) -> list[torch.Tensor]:
+        photos = self.sample_photos.to(self.device)
+        if photos.numel() == 0:
+            return [torch.zeros(1, 3, 8, 8)]
+        return [photos, self.stylize(photos, ema=True).clamp(-1, 1)]
+
+    def export(self, path: Path) -> Path:
+        arch = {"base_channels": self.model_cfg.base_channels, "num_residual": self.model_cfg.num_residual,
+                "num_downsamples": self.model_cfg.num_downsamples,
+                "output_guided_filter": self.loss_cfg.output_guided_filter}
+        return save_model(Path(path) / "ttn.safetensors", self.generator_ema.state_dict(), kind="ttn", arch=arch,
+                          extra={"loss_recipe": self.loss_cfg.recipe, "iterations": self.iteration})

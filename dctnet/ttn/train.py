@@ -1,0 +1,53 @@
+"""Stage 2 driver: unpaired photos -> cartoons (stage-1 calibrated samples or any folder) under ``<run_dir>/ttn``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from dctnet.ccn.train import world_size
+from dctnet.config import DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig, typed
+from dctnet.data.datamodule import GANDataModule, to_tensor
+from dctnet.data.folders import ImageFolder
+from dctnet.training import ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+from dctnet.ttn.module import TTNModule
+
+SAMPLE_GRID_SIZE = 8
+
+
+def cartoon_folder(cfg: DictConfig) -> str:
+    """``ttn.cartoons`` when set (e.g. the calibrated samples), else ``data.cartoons``."""
+    return str(cfg.ttn.cartoons) if cfg.ttn.cartoons else str(cfg.data.cartoons)
+
+
+def train_ttn(cfg: DictConfig) -> Path:
+    """Train the TTN as configured; returns the path of ``ttn.safetensors``."""
+    prepare_environment()
+    ensure_synthetic_data(cfg)
+    ttn = cfg.ttn
+    stage_dir = Path(cfg.run_dir) / "ttn"
+    iterations = iterations_for(cfg, ttn.steps)
+    datamodule = GANDataModule(
+        {"photo": str(cfg.data.photos), "cartoon": cartoon_folder(cfg)}, size=cfg.data.size,
+        batch_size=ttn.batch_size, seed=cfg.seed, total_iterations=iterations, gem=typed(cfg.data.gem, GemConfig),
+        num_workers=cfg.data.num_workers, max_pixels=cfg.data.max_pixels, cache=cfg.data.cache,
+        max_images=cfg.data.max_images,
+    )
+    datamodule.setup()
+    photos = datamodule.dataset.folders["photo"]
+    sample_source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
+    preview = ImageFolder(sample_source, cfg.data.size, cfg.data.max_pixels)
+    sample_photos = torch.stack([to_tensor(preview.load(i)) for i in range(min(SAMPLE_GRID_SIZE, len(preview)))])
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
+    module = TTNModule(
+        model=typed(ttn.model, UNetConfig), discriminator=typed(ttn.discriminator, DiscriminatorConfig),
+        loss=typed(ttn.loss, TTNLossConfig), lr_g=ttn.lr_g, lr_d=ttn.lr_d, betas=tuple(ttn.betas), batch_size=ttn.batch_size,
+        ema_half_life_kimg=ttn.ema_half_life_kimg, out_dir=str(stage_dir), sample_every=int(cfg.trainer.sample_every),
+        identity=typed(cfg.identity, IdentityConfig), attribute_count=len(photos.attribute_names) if photos.has_attributes else 0,
+        sample_photos=sample_photos, world_size=world_size(cfg),
+    )
+    fit_stage(cfg, module, datamodule, stage_dir, iterations)
+    return stage_dir / "ttn.safetensors"

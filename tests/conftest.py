@@ -1,0 +1,65 @@
+"""Shared fixtures: offline-safe environment, a tiny synthetic dataset, and Hydra composition helpers."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from dctnet.config import register_configs  # noqa: E402
+from dctnet.data.synthetic import ensure_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+torch.set_num_threads(2)
+register_configs()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 px two-domain data: 48 photos, 32 cartoons, 8 paired test faces."""
+    root = tmp_path_factory.mktemp("synthetic")
+    return ensure_dataset(root, size=32, photos=48, cartoons=32, test=8, seed=3)
+
+
+def make_config(config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def tiny_overrides(root: Path, run_dir: Path) -> list[str]:
+    """Overrides that make any stage a few-second CPU run on the synthetic fixture data."""
+    return [
+        f"data.root={root}",
+        "data.size=32",
+        "data.synthetic.generate=false",
+        f"run_dir={run_dir}",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.sample_every=1000",
+        "trainer.checkpoint_every=3",
+        "logger=csv",
+        "identity.pretrained=false",
+        "identity.input_size=96",
+        "ccn.model.size=16",
+        "ccn.model.style_dim=32",
+        "ccn.model.n_mlp=2",
+        "ccn.model.channel_max=16",
+        "ccn.pretrain.batch_size=4",
+        "ccn.adapt.batch_size=4",
+        "ccn.sampling.count=12",
+        "ccn.sampling.batch_size=6",
+        "ccn.sampling.mean_latents=64",
+        "ttn/model=unet_tiny",
+        "ttn.batch_size=4",
+        "ttn.loss.vgg_pretrained=false",
+        "ttn.discriminator.channels=[8,16,16]",
+    ]
