@@ -122,6 +122,7 @@ class CCNStageConfig:
     path_batch_shrink: int = 2
     mixing: float = 0.9
     ema_half_life_kimg: float = 10.0
+    ema_rampup: Optional[float] = 0.05  # half-life <= rampup * images seen (StyleGAN2-ADA); null = off
     diffaugment: list[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
     identity_weight: float = 0.0  # differentiable identity loss G_cartoon(w) vs G_src(w)
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. ["style."]
@@ -211,6 +212,8 @@ class TTNConfig:
     lr_d: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.99])
     ema_half_life_kimg: float = 10.0
+    ema_rampup: Optional[float] = 0.05
+    warmup_steps: int = 0  # first iterations train G on L1 reconstruction only (White-box pretraining)
     model: UNetConfig = field(default_factory=UNetConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: TTNLossConfig = field(default_factory=TTNLossConfig)
@@ -226,6 +229,8 @@ class EvalConfig:
     paired_targets: Optional[str] = "${data.test_cartoons}"
     out_dir: str = "${run_dir}/eval"
     feature_extractor: str = "inception"  # inception | random (tests; the report says so)
+    lpips_pretrained: bool = True  # LPIPS AlexNet backbone from the registry; false = random (tests)
+    baselines: list[str] = field(default_factory=lambda: ["identity", "cartoon_filter"])
     bootstrap: int = 1000
 
 

@@ -50,11 +50,18 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         b_ema.copy_(b)
 
 
-def ema_decay(batch_size: int, world_size: int, half_life_kimg: float) -> float:
-    """Per-iteration EMA decay for a half-life counted in thousands of images."""
-    if half_life_kimg <= 0:
+def ema_decay(images_per_iteration: int, half_life_kimg: float, images_seen: int = 0, rampup: float | None = 0.05) -> float:
+    """Per-iteration EMA decay for a half-life counted in thousands of images.
+
+    With ``rampup`` (StyleGAN2-ADA's ``ema_rampup``) the half-life is at most ``rampup * images_seen``,
+    so early and short runs do not export a generator stuck near its initialisation.
+    """
+    half_life = half_life_kimg * 1000.0
+    if rampup is not None and rampup > 0:
+        half_life = min(half_life, rampup * max(images_seen, images_per_iteration))
+    if half_life <= 0:
         return 0.0
-    return 0.5 ** (batch_size * world_size / (half_life_kimg * 1000.0))
+    return 0.5 ** (images_per_iteration / half_life)
 
 
 def image_grid(rows: list[torch.Tensor]) -> np.ndarray:
@@ -101,6 +108,11 @@ class GANModule(pl.LightningModule):
                       prog_bar=False, on_step=True, on_epoch=False, sync_dist=False)
         if self.sample_every > 0 and (iteration % self.sample_every == 0):
             self.write_samples(iteration)
+
+    def step_ema(self, iteration: int, half_life_kimg: float, rampup: float | None) -> None:
+        """Update ``generator_ema`` from ``generator`` after the G step of ``iteration``."""
+        images = self.images_per_iteration
+        update_ema(self.generator_ema, self.generator, ema_decay(images, half_life_kimg, (iteration + 1) * images, rampup))
 
     # ---- samples and export ---------------------------------------------------------------------
     @abstractmethod

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_config, tiny_overrides
 from safetensors.torch import load_file
 
-from conftest import make_config, tiny_overrides
 from dctnet.ccn.module import CCNModule, build_generator, make_noise
 from dctnet.ccn.sampling import blend_generators, layer_resolutions, sample_calibrated
 from dctnet.ccn.train import train_ccn
@@ -144,7 +144,7 @@ def test_calibrated_sampling_writes_reproducible_images_and_a_manifest(tmp_path:
     cfg = SamplingConfig(count=10, batch_size=4, mean_latents=32, keep_fraction=0.6, blend_resolution=8)
     records = sample_calibrated(source, cartoon, build_discriminator(MODEL).eval(),
                                 build_identity_network(IDENTITY), cfg, tmp_path / "a")
-    again = sample_calibrated(source, cartoon, None, None, cfg, tmp_path / "b")
+    sample_calibrated(source, cartoon, None, None, cfg, tmp_path / "b")
     assert len(list_images(tmp_path / "a" / "all")) == 10
     assert len(list_images(tmp_path / "a" / "kept")) == 6 == sum(r.kept for r in records)
     for first, second in zip(list_images(tmp_path / "a" / "all"), list_images(tmp_path / "b" / "all")):

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONF, REPO, make_config
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
-
-from conftest import CONF, REPO, make_config
 
 
 def test_typo_on_the_command_line_fails_at_start_naming_the_key() -> None:

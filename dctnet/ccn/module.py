@@ -17,7 +17,7 @@ import torch
 
 from dctnet.checkpoints import save_model
 from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
-from dctnet.gan_base import GANModule, ema_decay, make_ema, requires_grad, update_ema
+from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.diffaugment import diff_augment
 from dctnet.losses.gan import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_regularize
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
@@ -83,7 +83,7 @@ class CCNModule(GANModule):
             if name in self.frozen:
                 parameter.requires_grad_(False)
         self.register_buffer("mean_path_length", torch.zeros(()))
-        self.ema_decay = ema_decay(stage.batch_size, world_size, stage.ema_half_life_kimg)
+        self.images_per_iteration = stage.batch_size * world_size
         self.register_buffer("fixed_z", torch.randn(8, model.style_dim, generator=torch.Generator().manual_seed(1234)))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -165,7 +165,7 @@ class CCNModule(GANModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
         opt_g.step()
-        update_ema(self.generator_ema, self.generator, self.ema_decay)
+        self.step_ema(iteration, self.stage.ema_half_life_kimg, self.stage.ema_rampup)
         return logs
 
     @torch.no_grad()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from dctnet.checkpoints import save_model
 from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig
-from dctnet.gan_base import GANModule, ema_decay, make_ema, requires_grad, update_ema
+from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.content import content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
 from dctnet.losses.representations import guided_filter, random_grey_weights, surface, texture
@@ -56,6 +56,8 @@ class TTNModule(GANModule):
         attribute_count: int = 0,
         sample_photos: torch.Tensor | None = None,
         world_size: int = 1,
+        ema_rampup: float | None = 0.05,
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__(out_dir, sample_every)
         if loss.face.kind not in FACE_KINDS:
@@ -78,7 +80,8 @@ class TTNModule(GANModule):
             self.regressor = AttributeRegressor(attribute_count)
         if loss.face.kind == "identity" and loss.face.weight > 0:
             self.identity = build_identity_network(identity or IdentityConfig())
-        self.ema_decay = ema_decay(batch_size, world_size, ema_half_life_kimg)
+        self.images_per_iteration = batch_size * world_size
+        self.ema_half_life_kimg, self.ema_rampup, self.warmup_steps = ema_half_life_kimg, ema_rampup, warmup_steps
         self.register_buffer("sample_photos", sample_photos if sample_photos is not None else torch.zeros(0, 3, 8, 8),
                              persistent=False)
 
@@ -99,6 +102,7 @@ class TTNModule(GANModule):
 
     def training_iteration(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         photo, cartoon = batch["photo"], batch["cartoon"]
+        iteration = self.iteration
         labels = batch.get("photo_attributes")
         opt_d, opt_g = self.optimizers()
         grey = random_grey_weights(device=photo.device)
@@ -132,6 +136,14 @@ class TTNModule(GANModule):
             if net is not None:
                 requires_grad(net, False)
         fake = self.stylize(photo)
+        if iteration < self.warmup_steps:  # White-box's pretraining: learn the identity mapping first
+            total = F.l1_loss(fake, photo)
+            logs["reconstruction"] = total.detach()
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(total)
+            opt_g.step()
+            self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup)
+            return logs
         fake_s, fake_t = self._representations(fake, grey)
         g_surface = self.g_loss_fn(self.d_surface(fake_s))
         g_texture = self.g_loss_fn(self.d_texture(fake_t))
@@ -156,7 +168,7 @@ class TTNModule(GANModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
         opt_g.step()
-        update_ema(self.generator_ema, self.generator, self.ema_decay)
+        self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup)
         logs["g_total"] = total.detach()
         return logs
 

@@ -1,0 +1,75 @@
+"""Stage-1 iteration time (one D + one G update, lazy R1 and path length amortised) and peak memory.
+
+    python benchmarks/ccn_step.py [--sizes 64 256] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, peak_rss_mb  # noqa: E402
+
+from dctnet.ccn.module import CCNModule  # noqa: E402
+from dctnet.config import CCNStageConfig, StyleGANConfig  # noqa: E402
+
+
+class _Bare(CCNModule):
+    """Runs the module's own iteration outside Lightning: optimisers created here, backward is plain."""
+
+    def setup_bare(self) -> None:
+        self._opts = self.configure_optimizers()
+
+    def optimizers(self):  # noqa: D401 - Lightning API shape
+        return self._opts
+
+    def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        loss.backward()
+
+    @property
+    def iteration(self) -> int:
+        return self._iteration
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--channel-max", type=int, default=512)
+    args = parser.parse_args()
+    print(machine())
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for size in args.sizes:
+        model = StyleGANConfig(size=size, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=args.channel_max)
+        stage = CCNStageConfig(batch_size=args.batch)
+        module = _Bare(model, stage, "pretrain", "unused", 0).to(device)
+        module.setup_bare()
+        batch = {"image": torch.randn(args.batch, 3, size, size, device=device)}
+        counter = iter(range(10**9))
+
+        def step() -> None:
+            module._iteration = next(counter)
+            module.training_iteration(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        # one R1 period (16 iterations) so lazy regularisation is amortised as in training
+        import time
+
+        step()
+        start = time.perf_counter()
+        for _ in range(stage.r1_every):
+            step()
+        seconds = (time.perf_counter() - start) / stage.r1_every
+        memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
+        print(f"CCN {size}px batch {args.batch} on {device}: {seconds * 1000:8.1f} ms/iteration (mean over one R1 period), "
+              f"peak memory {memory:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

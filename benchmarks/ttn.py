@@ -1,0 +1,72 @@
+"""Stage-2 figures: training iteration time (G + both discriminators + VGG content) and inference
+images/s and peak memory of the official U-Net at 256, 512 and 1024 px.
+
+    python benchmarks/ttn.py [--sizes 256 512 1024] [--train-batch 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tracemalloc
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import best_time, machine  # noqa: E402
+
+from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig  # noqa: E402
+from dctnet.ttn.module import TTNModule, refine_output  # noqa: E402
+
+
+class _Bare(TTNModule):
+    def setup_bare(self) -> None:
+        self._opts = self.configure_optimizers()
+        self._iteration = 10**6  # past warm-up
+
+    def optimizers(self):
+        return self._opts
+
+    def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        loss.backward()
+
+    @property
+    def iteration(self) -> int:
+        return self._iteration
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--train-batch", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=256)
+    args = parser.parse_args()
+    print(machine())
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loss = TTNLossConfig(vgg_pretrained=False, face=FacePerceptionConfig(kind="none", weight=0.0))
+    module = _Bare(UNetConfig(), DiscriminatorConfig(), loss, 2e-4, 2e-4, (0.5, 0.99), args.train_batch, 10.0,
+                   "unused", 0).to(device)
+    module.setup_bare()
+    n, s = args.train_batch, args.train_size
+    batch = {"photo": torch.rand(n, 3, s, s, device=device) * 2 - 1, "cartoon": torch.rand(n, 3, s, s, device=device) * 2 - 1}
+    seconds = best_time(lambda: module.training_iteration(batch), repeats=3, warmup=1)
+    print(f"TTN train {s}px batch {n}: {seconds * 1000:.0f} ms/iteration, {n / seconds:.1f} images/s")
+    network = module.generator_ema.eval()
+    for size in args.sizes:
+        x = torch.rand(1, 3, size, size, device=device) * 2 - 1
+        with torch.inference_mode():
+            seconds = best_time(lambda: refine_output(x, network(x)), repeats=3, warmup=1)
+            tracemalloc.start()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            refine_output(x, network(x))
+            memory = (torch.cuda.max_memory_allocated() if device.type == "cuda" else tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        print(f"TTN inference {size}px batch 1 on {device}: {seconds * 1000:8.1f} ms, {1 / seconds:6.2f} images/s, "
+              f"peak {'CUDA' if device.type == 'cuda' else 'Python-traced'} memory {memory / 2**20:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`dctnet` console script: synth, align, weights, stylize. Training and evaluation are the Hydra scripts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from dctnet.data.synthetic import generate_dataset
+
+    out = generate_dataset(args.out, size=args.size, photos=args.photos, cartoons=args.cartoons, test=args.test,
+                           seed=args.seed)
+    print(f"synthetic portraits written to {out}/(photos|cartoons|test_photos|test_cartoons)")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from dctnet.weights import status_table
+
+    print(status_table())
+    return 0
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    from dctnet.data.decode import IMAGE_EXTENSIONS, read_image, write_image
+    from dctnet.inference.stylize import load_stylizer, stylize_folder
+
+    stylizer = load_stylizer(args.model, device=args.device)
+    source, target = Path(args.input), Path(args.output)
+    start = time.time()
+    if source.is_dir():
+        report = stylize_folder(stylizer, source, target, overwrite=args.overwrite)
+        done, skipped = len(report.done), report.skipped
+    elif source.suffix.lower() in IMAGE_EXTENSIONS:
+        out = target / f"{source.stem}.png" if target.suffix == "" else target
+        if out.exists() and not args.overwrite:
+            print(f"{out} exists; use --overwrite", file=sys.stderr)
+            return 1
+        write_image(out, stylizer(read_image(source)))
+        done, skipped = 1, {}
+    else:
+        print(f"{source}: not an image or folder (video input is not supported yet)", file=sys.stderr)
+        return 2
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}")
+    print(f"{done} stylized, {len(skipped)} skipped, {time.time() - start:.1f} s -> {target}")
+    return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    from dctnet.data.align import align_folder
+
+    result = align_folder(args.input, args.output, size=args.size, scale=args.scale)
+    print(f"{len(result['crops'])} aligned faces -> {args.output} (alignment.csv); "
+          f"{len(result['no_face'])} images without a face (no_face.txt), {len(result['unreadable'])} unreadable")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dctnet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    synth = commands.add_parser("synth", help="write procedural two-domain portraits")
+    synth.add_argument("out")
+    synth.add_argument("--size", type=int, default=64)
+    synth.add_argument("--photos", type=int, default=200)
+    synth.add_argument("--cartoons", type=int, default=100)
+    synth.add_argument("--test", type=int, default=16)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_synth)
+    align = commands.add_parser("align", help="detect faces (MTCNN) and write 5-point aligned crops + alignment.csv")
+    align.add_argument("input", help="image or folder")
+    align.add_argument("output")
+    align.add_argument("--size", type=int, default=256)
+    align.add_argument("--scale", type=float, default=0.75, help="template scale: smaller keeps more context")
+    align.set_defaults(run=_align)
+    weights = commands.add_parser("weights", help="list every pretrained file, whether present, where it goes")
+    weights.set_defaults(run=_weights)
+    stylize = commands.add_parser("stylize", help="stylize an image or a folder with a trained TTN (full frame)")
+    stylize.add_argument("input")
+    stylize.add_argument("--model", required=True, help="ttn.safetensors from train_ttn.py")
+    stylize.add_argument("--output", required=True)
+    stylize.add_argument("--device", default="cpu")
+    stylize.add_argument("--overwrite", action="store_true")
+    stylize.set_defaults(run=_stylize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The `dctnet` console script: synth, weights, stylize (image, folder, bad files, no overwrite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dctnet.checkpoints import save_model
+from dctnet.cli import main
+from dctnet.data.decode import list_images, read_image, write_image
+from dctnet.models.unet import UNetGenerator
+
+
+def _model(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    net = UNetGenerator(8, 1, 2)
+    arch = {"base_channels": 8, "num_residual": 1, "num_downsamples": 2, "output_guided_filter": True}
+    return save_model(tmp_path / "ttn.safetensors", net.state_dict(), "ttn", arch)
+
+
+def test_synth_writes_the_four_folders(tmp_path: Path) -> None:
+    assert main(["synth", str(tmp_path / "s"), "--size", "32", "--photos", "3", "--cartoons", "2", "--test", "2"]) == 0
+    assert [len(list_images(tmp_path / "s" / d)) for d in ("photos", "cartoons", "test_photos", "test_cartoons")] == [3, 2, 2, 2]
+
+
+def test_weights_lists_every_file(capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg19-dcbb9e9d.pth" in out and "MISSING" in out and str(tmp_path) in out
+
+
+def test_stylize_folder_keeps_sizes_skips_bad_files_and_never_overwrites(tmp_path: Path, capsys) -> None:
+    model = _model(tmp_path)
+    write_image(tmp_path / "in" / "a.png", np.random.default_rng(0).integers(0, 255, (37, 50, 3), dtype=np.uint8))
+    write_image(tmp_path / "in" / "b.jpg", np.full((16, 16, 3), 90, np.uint8))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["stylize", str(tmp_path / "in"), "--model", str(model), "--output", str(tmp_path / "out")]) == 0
+    assert read_image(tmp_path / "out" / "a.png").shape == (37, 50, 3)
+    assert read_image(tmp_path / "out" / "b.png").shape == (16, 16, 3)
+    out = capsys.readouterr().out
+    assert "2 stylized, 1 skipped" in out and "broken.png" in out
+    before = (tmp_path / "out" / "a.png").read_bytes()
+    write_image(tmp_path / "out" / "a.png", np.zeros((4, 4, 3), np.uint8))
+    main(["stylize", str(tmp_path / "in"), "--model", str(model), "--output", str(tmp_path / "out")])
+    assert read_image(tmp_path / "out" / "a.png").shape == (4, 4, 3)  # not overwritten without --overwrite
+    main(["stylize", str(tmp_path / "in"), "--model", str(model), "--output", str(tmp_path / "out"), "--overwrite"])
+    assert (tmp_path / "out" / "a.png").read_bytes() == before

@@ -1,0 +1,81 @@
+"""Metrics: the Fréchet distance equals an independent computation, KID and the report behave on crafted inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_config, tiny_overrides
+from dctnet.data.decode import list_images, read_image, write_image
+from dctnet.metrics.distances import bootstrap_interval, feature_statistics, frechet_distance, kernel_distance
+from dctnet.metrics.run import run_evaluation
+
+
+def test_frechet_distance_matches_an_independent_eigenvalue_computation() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 16))
+    b = rng.normal(0.3, 1.4, size=(250, 16)) @ rng.normal(size=(16, 16)) * 0.3
+    mu1, s1 = feature_statistics(a)
+    ours = frechet_distance(mu1, s1, *feature_statistics(b))
+    mu2, s2 = b.mean(0), np.cov(b, rowvar=False)
+    # Tr sqrt(S1 S2) = sum of square roots of the eigenvalues of S1 S2 (real, >= 0 for PSD S1, S2)
+    eigenvalues = np.linalg.eigvals(s1 @ s2)
+    independent = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eigenvalues.real.clip(0)).sum()
+    assert ours == pytest.approx(independent, rel=1e-6)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-6)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_two() -> None:
+    rng = np.random.default_rng(1)
+    same = kernel_distance(rng.normal(size=(200, 8)), rng.normal(size=(200, 8)), subsets=20, subset_size=100)[0]
+    different = kernel_distance(rng.normal(size=(200, 8)), rng.normal(1, 1, size=(200, 8)), subsets=20,
+                                subset_size=100)[0]
+    assert abs(same) < 0.02 and different > 0.2
+
+
+def test_bootstrap_interval_contains_the_mean() -> None:
+    values = np.random.default_rng(2).normal(5, 1, 200)
+    low, high = bootstrap_interval(values)
+    assert low < values.mean() < high and high - low < 0.5
+
+
+@pytest.fixture()
+def eval_config(synthetic_root: Path, tmp_path: Path):
+    def build(methods: dict[str, Path]) -> object:
+        overrides = tiny_overrides(synthetic_root, tmp_path) + [
+            "evaluate.feature_extractor=random", "evaluate.lpips_pretrained=false", "evaluate.bootstrap=50"]
+        overrides += [f"+evaluate.methods.{k}={v}" for k, v in methods.items()]
+        return make_config("evaluate", overrides)
+    return build
+
+
+def test_report_on_crafted_methods(synthetic_root: Path, tmp_path: Path, eval_config) -> None:
+    # "perfect": the paired targets themselves; "shuffled": the targets in the wrong order
+    targets = list_images(synthetic_root / "test_cartoons")
+    for k, path in enumerate(targets):
+        write_image(tmp_path / "perfect" / path.name, read_image(path))
+        write_image(tmp_path / "shuffled" / path.name, read_image(targets[(k + 3) % len(targets)]))
+    report = run_evaluation(eval_config({"perfect": tmp_path / "perfect", "shuffled": tmp_path / "shuffled"}))
+    metrics = json.loads((report.parent / "metrics.json").read_text())
+    methods, header = metrics["methods"], metrics["header"]
+    assert set(methods) == {"identity", "cartoon_filter", "perfect", "shuffled"}
+    assert methods["perfect"]["paired_l1"]["mean"] == 0 and methods["perfect"]["paired_ssim"]["mean"] > 0.999
+    assert methods["perfect"]["paired_lpips"]["mean"] < 1e-6
+    assert methods["identity"]["lpips_source"]["mean"] < 1e-6  # the input compared with itself
+    assert methods["identity"]["identity"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    assert methods["shuffled"]["paired_l1"]["mean"] > methods["identity"]["paired_l1"]["mean"] * 0.5
+    assert methods["shuffled"]["identity"]["mean"] < methods["perfect"]["identity"]["mean"]
+    assert "random" in header["FID/KID features"] and "pretrained=false" in header["identity network"]
+    text = report.read_text()
+    assert "| perfect |" in text and "grid.png" in text and (report.parent / "grid.png").is_file()
+    assert (report.parent / "metrics.csv").read_text().count("\n") == 5
+
+
+def test_missing_outputs_are_reported_clearly(tmp_path: Path, synthetic_root: Path, eval_config) -> None:
+    first = list_images(synthetic_root / "test_cartoons")[0]
+    write_image(tmp_path / "partial" / first.name, read_image(first))
+    with pytest.raises(ValueError, match="7 of 8 source images have no output"):
+        run_evaluation(eval_config({"partial": tmp_path / "partial"}))
