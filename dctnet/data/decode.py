@@ -1,0 +1,101 @@
+"""The one image decoder used everywhere: any file a user hands us becomes RGB uint8 or one clear error.
+
+Handles EXIF orientation, grayscale / palette / RGBA / CMYK / 16-bit modes, a pixel limit against
+decompression bombs, and corrupt or truncated data. Writing is atomic (temp file, then rename) so an
+interrupted run never leaves half an image behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; larger files are refused, not decoded
+
+
+class ImageDecodeError(ValueError):
+    """A file could not be turned into an RGB image; the message names the file and the reason."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert every PIL mode we may meet to 8-bit RGB; alpha is composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        if image.mode == "F":
+            top = max(float(array.max()), 1.0)
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return image
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` to an ``H x W x 3`` uint8 RGB array, or raise :class:`ImageDecodeError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageDecodeError(
+                        f"{path}: {width}x{height} = {width * height} pixels exceeds the limit of "
+                        f"{max_pixels} (raise data.max_pixels if this image is genuine)"
+                    )
+                if width < 1 or height < 1:
+                    raise ImageDecodeError(f"{path}: image has no pixels ({width}x{height})")
+                image.load()  # forces full decoding: truncated data fails here
+                image = ImageOps.exif_transpose(image)
+                rgb = _to_rgb(image)
+                array = np.asarray(rgb, dtype=np.uint8).copy()
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageDecodeError(f"{path}: refused as a decompression bomb ({error})") from error
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as error:
+        raise ImageDecodeError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from error
+    return array
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an RGB uint8 array atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower() or ".png"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+        Image.fromarray(np.ascontiguousarray(image)).save(temporary, **options)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files directly inside ``folder`` (by extension); errors for missing folders."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
