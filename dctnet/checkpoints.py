@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from dctnet.atomic import temporary_beside
 
 FORMAT_VERSION = "1"
 
@@ -24,20 +25,13 @@ class CheckpointError(ValueError):
     """A model file is missing, of another format or version, or does not fit the architecture."""
 
 
-def _atomic_target(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    return temporary
-
-
 def save_model(path: str | Path, state: dict[str, torch.Tensor], kind: str, arch: dict[str, Any],
                extra: dict[str, Any] | None = None) -> Path:
     """Write ``state`` as safetensors plus ``<stem>.json`` describing the architecture, both atomically."""
     path = Path(path)
     header = {"format_version": FORMAT_VERSION, "kind": kind, "arch": arch, **(extra or {})}
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    temporary = _atomic_target(path)
+    temporary = temporary_beside(path)
     try:
         save_file(tensors, temporary, metadata={"dctnet": json.dumps(header)})
         os.replace(temporary, path)
@@ -45,7 +39,7 @@ def save_model(path: str | Path, state: dict[str, torch.Tensor], kind: str, arch
         Path(temporary).unlink(missing_ok=True)
         raise
     sidecar = path.with_suffix(".json")
-    temporary = _atomic_target(sidecar)
+    temporary = temporary_beside(sidecar)
     Path(temporary).write_text(json.dumps(header, indent=2) + "\n")
     os.replace(temporary, sidecar)
     return path

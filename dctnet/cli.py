@@ -1,4 +1,4 @@
-"""`dctnet` console script: synth, align, weights, stylize. Training and evaluation are the Hydra scripts."""
+"""`dctnet` console script: synth, align, weights, stylize, export. Training and evaluation are the Hydra scripts."""
 
 from __future__ import annotations
 
@@ -60,6 +60,14 @@ def _align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from dctnet.inference.export import export_model
+
+    path, worst = export_model(args.model, args.format, args.output)
+    print(f"{args.format} export: {path}; parity with PyTorch: max |difference| {worst:.2e} (limit 1e-3)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dctnet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--device", default="cpu")
     stylize.add_argument("--overwrite", action="store_true")
     stylize.set_defaults(run=_stylize)
+    export = commands.add_parser("export", help="export a TTN to ONNX or TorchScript, with a parity check")
+    export.add_argument("--model", required=True)
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument("--output", default=None)
+    export.set_defaults(run=_export)
     return parser
 
 

@@ -229,6 +229,7 @@ class EvalConfig:
     paired_targets: Optional[str] = "${data.test_cartoons}"
     out_dir: str = "${run_dir}/eval"
     feature_extractor: str = "inception"  # inception | random (tests; the report says so)
+    align_faces: bool = True  # identity on MTCNN-aligned faces; sources without a face are counted, not dropped
     lpips_pretrained: bool = True  # LPIPS AlexNet backbone from the registry; false = random (tests)
     baselines: list[str] = field(default_factory=lambda: ["identity", "cartoon_filter"])
     bootstrap: int = 1000

@@ -105,7 +105,7 @@ class GANModule(pl.LightningModule):
         iteration = self.iteration
         logs = self.training_iteration(batch)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
-                      prog_bar=False, on_step=True, on_epoch=False, sync_dist=False)
+                      prog_bar=False, on_step=True, on_epoch=False, sync_dist=True)
         if self.sample_every > 0 and (iteration % self.sample_every == 0):
             self.write_samples(iteration)
 
@@ -134,7 +134,22 @@ class GANModule(pl.LightningModule):
             if hasattr(logger, "log_image"):
                 logger.log_image(key="samples", images=[grid], step=iteration)
 
+    @torch.no_grad()
+    def _generator_digest(self) -> torch.Tensor:
+        """Per-parameter sums and sums of squares of G and its EMA: equal on every rank iff DDP kept them in sync."""
+        values = [t.double() for p in (*self.generator.parameters(), *self.generator_ema.parameters())
+                  for t in (p.sum(), p.pow(2).sum())]
+        return torch.stack(values)
+
+    def export_extras(self) -> dict[str, Any]:
+        """Run facts stored in every export header (JSON): iterations, world size, rank consistency."""
+        return {"iterations": self.iteration, "world_size": self.trainer.world_size if self._trainer else 1,
+                "ranks_identical": getattr(self, "ranks_identical", None)}
+
     def on_train_end(self) -> None:
+        digests = self.all_gather(self._generator_digest())  # every rank takes part
+        digests = digests.reshape(-1, digests.shape[-1])
+        self.ranks_identical = bool(torch.equal(digests, digests[:1].expand_as(digests)))
         if self.trainer.is_global_zero:
             self.write_samples(self.iteration)
             self.export(Path(self.out_dir))

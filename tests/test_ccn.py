@@ -184,3 +184,14 @@ def test_all_three_stages_run_from_the_config(synthetic_root: Path, tmp_path: Pa
     assert (tmp_path / "ccn" / "adapt" / "config.yaml").is_file()
     assert (tmp_path / "ccn" / "adapt" / "checkpoints" / "last.ckpt").is_file()
     assert list((tmp_path / "ccn" / "adapt" / "samples").glob("*.png"))
+
+
+def test_frozen_layers_stay_fixed_while_the_rest_trains(synthetic_root: Path, tmp_path: Path) -> None:
+    cfg = make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
+        "ccn.stages=[pretrain,adapt]", "trainer.max_steps=3", "ccn.adapt.freeze=[style.,conv1.]"])
+    outputs = train_ccn(cfg)
+    source, adapted = load_file(outputs["pretrain"]), load_file(outputs["adapt"])
+    for key in source:
+        if key.startswith(("g_ema.style.", "g_ema.conv1.")):
+            assert torch.equal(source[key], adapted[key]), f"{key} is frozen but changed"
+    assert not torch.equal(source["g_ema.convs.0.conv.weight"], adapted["g_ema.convs.0.conv.weight"])

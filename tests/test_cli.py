@@ -48,3 +48,22 @@ def test_stylize_folder_keeps_sizes_skips_bad_files_and_never_overwrites(tmp_pat
     assert read_image(tmp_path / "out" / "a.png").shape == (4, 4, 3)  # not overwritten without --overwrite
     main(["stylize", str(tmp_path / "in"), "--model", str(model), "--output", str(tmp_path / "out"), "--overwrite"])
     assert (tmp_path / "out" / "a.png").read_bytes() == before
+
+
+def test_export_onnx_and_torchscript_match_pytorch(tmp_path: Path, capsys) -> None:
+    import onnxruntime
+
+    from dctnet.inference.export import export_model
+    from dctnet.inference.stylize import load_stylizer
+
+    model = _model(tmp_path)
+    assert main(["export", "--model", str(model), "--format", "onnx"]) == 0
+    assert "parity with PyTorch" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(model.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(1).integers(0, 255, (36, 52, 3), dtype=np.uint8)  # another size: dynamic axes
+    x = (image.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
+    onnx_out = ((session.run(None, {"photo": x})[0][0].transpose(1, 2, 0) + 1) * 127.5).round()
+    torch_out = load_stylizer(model)(image).astype(np.float64)
+    assert np.abs(onnx_out - torch_out).max() <= 1
+    path, worst = export_model(model, "torchscript")
+    assert path.suffix == ".ts" and worst < 1e-3

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_config, tiny_overrides
+
 from dctnet.data.decode import list_images, read_image, write_image
 from dctnet.metrics.distances import bootstrap_interval, feature_statistics, frechet_distance, kernel_distance
 from dctnet.metrics.run import run_evaluation
@@ -46,7 +46,8 @@ def test_bootstrap_interval_contains_the_mean() -> None:
 def eval_config(synthetic_root: Path, tmp_path: Path):
     def build(methods: dict[str, Path]) -> object:
         overrides = tiny_overrides(synthetic_root, tmp_path) + [
-            "evaluate.feature_extractor=random", "evaluate.lpips_pretrained=false", "evaluate.bootstrap=50"]
+            "evaluate.feature_extractor=random", "evaluate.lpips_pretrained=false", "evaluate.bootstrap=50",
+            "evaluate.align_faces=false"]  # MTCNN finds no synthetic faces; real faces: the test below
         overrides += [f"+evaluate.methods.{k}={v}" for k, v in methods.items()]
         return make_config("evaluate", overrides)
     return build
@@ -79,3 +80,27 @@ def test_missing_outputs_are_reported_clearly(tmp_path: Path, synthetic_root: Pa
     write_image(tmp_path / "partial" / first.name, read_image(first))
     with pytest.raises(ValueError, match="7 of 8 source images have no output"):
         run_evaluation(eval_config({"partial": tmp_path / "partial"}))
+
+
+def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: Path) -> None:
+    import cv2
+    import skimage.data
+    import torch
+
+    from dctnet.config import IdentityConfig
+    from dctnet.metrics.evaluate import identity_similarities, source_alignments
+    from dctnet.models.face import build_identity_network
+
+    astronaut = cv2.resize(skimage.data.astronaut(), (256, 256))
+    shifted = np.roll(astronaut, (6, -4), axis=(0, 1))
+    no_face = cv2.resize(skimage.data.coffee(), (256, 256))
+    sources = np.stack([astronaut, shifted, no_face])
+    alignments = source_alignments(sources)
+    assert [m is None for m in alignments] == [False, False, True]
+    torch.manual_seed(0)
+    identity = build_identity_network(IdentityConfig(pretrained=False))
+    same = identity_similarities(sources, sources, identity, alignments)
+    assert np.isnan(same[2]) and np.allclose(same[:2], 1.0, atol=1e-5)
+    noisy = np.clip(sources.astype(int) + np.random.default_rng(0).integers(-60, 60, sources.shape), 0, 255)
+    changed = identity_similarities(noisy.astype(np.uint8), sources, identity, alignments)
+    assert np.isnan(changed[2]) and (changed[:2] < same[:2]).all()

@@ -158,7 +158,10 @@ class CCNModule(GANModule):
             logs["identity_loss"] = identity_loss.detach()
         if self.stage.path_length > 0 and iteration % self.stage.path_every == 0:
             path_batch = max(1, n // self.stage.path_batch_shrink)
-            path_fake, path_latents = self.generator(self._latents(path_batch), return_latents=True)
+            path_latents = self.generator.broadcast_latents([self.generator.style(z) for z in self._latents(path_batch)])
+            if not path_latents.requires_grad:  # frozen mapping network: regularise synthesis alone
+                path_latents = path_latents.detach().requires_grad_(True)
+            path_fake = self.generator.synthesis(path_latents, [None] * self.generator.num_layers)
             penalty, self.mean_path_length, path_mean = g_path_regularize(path_fake, path_latents, self.mean_path_length)
             total = total + self.stage.path_length * self.stage.path_every * penalty
             logs["path_length"] = path_mean
@@ -184,7 +187,7 @@ class CCNModule(GANModule):
         with torch.no_grad():
             state["latent_avg"] = self.generator_ema.mean_latent(4096)[0]
         return save_model(Path(path) / "ccn.safetensors", state, kind="stylegan2", arch=arch,
-                          extra={"mode": self.mode, "iterations": self.iteration})
+                          extra={"mode": self.mode, **self.export_extras()})
 
     def state_for_next_stage(self) -> dict[str, Any]:
         return {"g_ema": self.generator_ema.state_dict(), "d": self.discriminator.state_dict()}

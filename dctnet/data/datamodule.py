@@ -40,7 +40,10 @@ class SeededBatchSampler(Sampler[list[tuple[int, ...]]]):
         self.next_iteration, self.total = start, total
 
     def __len__(self) -> int:
-        return max(self.total - self.next_iteration, 1)
+        # One epoch = the whole run, also after a resume: Lightning restores the batch count of a
+        # mid-epoch checkpoint, and a shorter length would end the epoch early and re-create the
+        # iterator (which draws from the global RNG, breaking exact resume).
+        return max(self.total, 1)
 
     def batch(self, iteration: int) -> list[tuple[int, ...]]:
         rng = np.random.default_rng([self.seed, iteration, self.rank])

@@ -8,12 +8,13 @@ interrupted run never leaves half an image behind.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from dctnet.atomic import temporary_beside
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; larger files are refused, not decoded
@@ -78,10 +79,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB uint8 array atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower() or ".png"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
+    temporary = temporary_beside(path, suffix)
     try:
         options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
         Image.fromarray(np.ascontiguousarray(image)).save(temporary, **options)

@@ -12,7 +12,15 @@ from omegaconf import DictConfig
 from dctnet.checkpoints import load_strict, load_torch_file
 from dctnet.config import IdentityConfig, typed
 from dctnet.data.decode import write_image
-from dctnet.metrics.evaluate import BUILTIN_BASELINES, cartoon_filter, load_folder, load_matched, score_method, write_report
+from dctnet.metrics.evaluate import (
+    BUILTIN_BASELINES,
+    cartoon_filter,
+    load_folder,
+    load_matched,
+    score_method,
+    source_alignments,
+    write_report,
+)
 from dctnet.metrics.features import build_feature_extractor
 from dctnet.models.face import build_identity_network
 from dctnet.weights import resolve
@@ -47,6 +55,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
     identity = build_identity_network(typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None
     perceptual, perceptual_name = build_lpips(ev.lpips_pretrained)
     reference_features = features(reference)
+    alignments = source_alignments(sources) if identity is not None and ev.align_faces else None
+    missing = sum(m is None for m in alignments) if alignments is not None else 0
     methods: dict[str, Path | None] = {}
     for baseline in ev.baselines:
         if baseline not in BUILTIN_BASELINES:
@@ -66,7 +76,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
             outputs = load_matched(folder, names, size)
         log.info("scoring %s (%d images)", method, len(outputs))
         results[method] = score_method(outputs, sources, reference_features, targets, features, identity, perceptual,
-                                       ev.bootstrap)
+                                       ev.bootstrap, alignments)
         grids[method] = outputs
     if targets is not None:
         grids["paired target"] = targets
@@ -74,5 +84,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
               "paired targets": str(ev.paired_targets) if targets is not None else "none",
               "FID/KID features": features.name,
               "identity network": identity.name if identity is not None else "none",
+              "identity faces": ("MTCNN-aligned; " + f"{missing} of {len(sources)} sources without a detected face "
+                                 "(excluded from the mean and counted)") if alignments is not None
+              else "fixed central crop (evaluate.align_faces=false)",
               "perceptual network": perceptual_name}
     return write_report(results, header, out_dir, grids, sources)

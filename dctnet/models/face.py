@@ -45,6 +45,12 @@ class IdentityNet(nn.Module):
         return self.network(face * (127.5 / 128.0))
 
 
+    def embed_aligned(self, faces: torch.Tensor) -> torch.Tensor:
+        """Embeddings of already aligned face crops in [-1, 1] (no fixed crop; resized to the input size)."""
+        faces = F.interpolate(faces, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.network(faces * (127.5 / 128.0))
+
+
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a, b, dim=1)
 

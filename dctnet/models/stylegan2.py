@@ -297,14 +297,17 @@ class Generator(nn.Module):
             if truncation_latent is None:
                 raise ValueError("truncation < 1 needs truncation_latent (g.mean_latent(4096))")
             styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
-        if len(styles) < 2:
-            latent = styles[0] if styles[0].ndim == 3 else styles[0].unsqueeze(1).repeat(1, self.n_latent, 1)
-        else:
-            if inject_index is None:
-                inject_index = random.randint(1, self.n_latent - 1)
-            latent = torch.cat([styles[0].unsqueeze(1).repeat(1, inject_index, 1),
-                                styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)], 1)
+        latent = self.broadcast_latents(styles, inject_index)
         return self.synthesis(latent, noise), (latent if return_latents else None)
+
+    def broadcast_latents(self, styles: list[torch.Tensor], inject_index: int | None = None) -> torch.Tensor:
+        """W latents (1 or 2 for style mixing, or one W+) -> W+ (N x n_latent x style_dim)."""
+        if len(styles) < 2:
+            return styles[0] if styles[0].ndim == 3 else styles[0].unsqueeze(1).repeat(1, self.n_latent, 1)
+        if inject_index is None:
+            inject_index = random.randint(1, self.n_latent - 1)
+        return torch.cat([styles[0].unsqueeze(1).repeat(1, inject_index, 1),
+                          styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)], 1)
 
     def synthesis(self, latent: torch.Tensor, noise: list[torch.Tensor | None]) -> torch.Tensor:
         """W+ latents (N x n_latent x style_dim) -> image."""

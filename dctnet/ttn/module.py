@@ -184,4 +184,4 @@ class TTNModule(GANModule):
                 "num_downsamples": self.model_cfg.num_downsamples,
                 "output_guided_filter": self.loss_cfg.output_guided_filter}
         return save_model(Path(path) / "ttn.safetensors", self.generator_ema.state_dict(), kind="ttn", arch=arch,
-                          extra={"loss_recipe": self.loss_cfg.recipe, "iterations": self.iteration})
+                          extra={"loss_recipe": self.loss_cfg.recipe, **self.export_extras()})
