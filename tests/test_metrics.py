@@ -104,3 +104,17 @@ def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: 
     noisy = np.clip(sources.astype(int) + np.random.default_rng(0).integers(-60, 60, sources.shape), 0, 255)
     changed = identity_similarities(noisy.astype(np.uint8), sources, identity, alignments)
     assert np.isnan(changed[2]) and (changed[:2] < same[:2]).all()
+
+
+def test_identical_folders_give_zero_fid_and_kid(synthetic_root: Path, tmp_path: Path) -> None:
+    cartoons = synthetic_root / "cartoons"
+    overrides = tiny_overrides(synthetic_root, tmp_path) + [
+        "evaluate.feature_extractor=random", "evaluate.lpips_pretrained=false", "evaluate.bootstrap=20",
+        "evaluate.align_faces=false", f"evaluate.sources={cartoons}", f"evaluate.reference={cartoons}",
+        "evaluate.paired_targets=null", "evaluate.baselines=[identity]"]
+    report = run_evaluation(make_config("evaluate", overrides))
+    identity_row = json.loads((report.parent / "metrics.json").read_text())["methods"]["identity"]
+    assert abs(identity_row["fid"]) < 1e-3
+    # the unbiased KID of a set against itself is slightly negative (its self-pairs sit in the cross term)
+    assert identity_row["kid"] < 1e-3
+    assert identity_row["identity"]["mean"] == pytest.approx(1.0, abs=1e-5)

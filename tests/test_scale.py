@@ -86,3 +86,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(synthetic_root: Path, tm
     b = load_file(tmp_path / "killed" / "ttn" / "ttn.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb"])
+def test_every_logger_records_a_short_run_offline(logger: str, synthetic_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import make_config
+    from dctnet.ttn.train import train_ttn
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [o for o in tiny_overrides(synthetic_root, tmp_path) if o != "logger=csv"]
+    train_ttn(make_config("ttn", overrides + [f"logger={logger}", "trainer.max_steps=2", "trainer.log_every_n_steps=1"]))
+    written = [p for p in (tmp_path / "ttn").rglob("*") if p.is_file()]
+    expected = {"csv": "metrics.csv", "tensorboard": "events.out.tfevents", "wandb": ".wandb"}[logger]
+    assert any(expected in p.name for p in written), [p.name for p in written]

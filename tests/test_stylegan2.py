@@ -41,21 +41,25 @@ def upfirdn2d_reference(x, kernel, up=1, down=1, pad=(0, 0)):
 
 
 def modulated_conv_reference(self, x, style):
-    """rosinality's non-fused ModulatedConv2d path (modulate activations, demodulate outputs)."""
-    batch, in_channel = x.shape[:2]
-    weight = self.scale * self.weight.squeeze(0)
-    style = self.modulation(style)
+    """rosinality's fused ModulatedConv2d path: per-sample weights as one grouped convolution."""
+    batch, in_channel, height, width = x.shape
+    style = self.modulation(style).view(batch, 1, in_channel, 1, 1)
+    weight = self.scale * self.weight * style
     if self.demodulate:
-        w = weight.unsqueeze(0) * style.view(batch, 1, in_channel, 1, 1)
-        dcoefs = (w.square().sum((2, 3, 4)) + 1e-8).rsqrt()
-    x = x * style.reshape(batch, in_channel, 1, 1)
+        weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(batch, self.out_channel, 1, 1, 1)
+    k = self.kernel_size
     if self.upsample:
-        out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2))
-    elif self.downsample:
-        out = F.conv2d(self.blur(x), weight, padding=0, stride=2)
-    else:
-        out = F.conv2d(x, weight, padding=self.padding)
-    return out * dcoefs.view(batch, -1, 1, 1) if self.demodulate else out
+        weight = weight.transpose(1, 2).reshape(batch * in_channel, self.out_channel, k, k)
+        out = F.conv_transpose2d(x.reshape(1, batch * in_channel, height, width), weight, padding=0, stride=2,
+                                 groups=batch)
+        return self.blur(out.view(batch, self.out_channel, out.shape[2], out.shape[3]))
+    weight = weight.view(batch * self.out_channel, in_channel, k, k)
+    if self.downsample:
+        x = self.blur(x)
+        height, width = x.shape[2:]
+    out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight,
+                   padding=0 if self.downsample else self.padding, stride=2 if self.downsample else 1, groups=batch)
+    return out.view(batch, self.out_channel, out.shape[2], out.shape[3])
 
 
 def expected_generator_keys(size: int, n_mlp: int) -> set[str]:
