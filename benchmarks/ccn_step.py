@@ -13,27 +13,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, peak_rss_mb  # noqa: E402
+from common import BareLoopMixin, machine, peak_rss_mb  # noqa: E402
 
 from dctnet.ccn.module import CCNModule  # noqa: E402
 from dctnet.config import CCNStageConfig, StyleGANConfig  # noqa: E402
 
 
-class _Bare(CCNModule):
-    """Runs the module's own iteration outside Lightning: optimisers created here, backward is plain."""
-
-    def setup_bare(self) -> None:
-        self._opts = self.configure_optimizers()
-
-    def optimizers(self):  # noqa: D401 - Lightning API shape
-        return self._opts
-
-    def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
-        loss.backward()
-
-    @property
-    def iteration(self) -> int:
-        return self._iteration
+class _Bare(BareLoopMixin, CCNModule):
+    """The module's own training iteration without the Trainer."""
 
 
 def main() -> None:

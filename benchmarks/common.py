@@ -35,3 +35,22 @@ def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> fl
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class BareLoopMixin:
+    """Runs a GAN module's own ``training_iteration`` outside Lightning (for framework-overhead figures):
+    optimisers come from ``configure_optimizers``, backward is plain, the iteration counter is set by hand."""
+
+    def setup_bare(self, iteration: int = 0) -> None:
+        self._opts = self.configure_optimizers()
+        self._iteration = iteration
+
+    def optimizers(self):
+        return self._opts
+
+    def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        loss.backward()
+
+    @property
+    def iteration(self) -> int:
+        return self._iteration

@@ -14,26 +14,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import best_time, machine, peak_rss_mb  # noqa: E402
+from common import BareLoopMixin, best_time, machine, peak_rss_mb  # noqa: E402
 
 from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig  # noqa: E402
 from dctnet.ttn.module import TTNModule, refine_output  # noqa: E402
 
 
-class _Bare(TTNModule):
-    def setup_bare(self) -> None:
-        self._opts = self.configure_optimizers()
-        self._iteration = 10**6  # past warm-up
-
-    def optimizers(self):
-        return self._opts
-
-    def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
-        loss.backward()
-
-    @property
-    def iteration(self) -> int:
-        return self._iteration
+class _Bare(BareLoopMixin, TTNModule):
+    """The module's own training iteration without the Trainer."""
 
 
 def main() -> None:
@@ -47,7 +35,7 @@ def main() -> None:
     loss = TTNLossConfig(vgg_pretrained=False, face=FacePerceptionConfig(kind="none", weight=0.0))
     module = _Bare(UNetConfig(), DiscriminatorConfig(), loss, 2e-4, 2e-4, (0.5, 0.99), args.train_batch, 10.0,
                    "unused", 0).to(device)
-    module.setup_bare()
+    module.setup_bare(iteration=10**6)  # past the warm-up
     n, s = args.train_batch, args.train_size
     batch = {"photo": torch.rand(n, 3, s, s, device=device) * 2 - 1, "cartoon": torch.rand(n, 3, s, s, device=device) * 2 - 1}
     seconds = best_time(lambda: module.training_iteration(batch), repeats=3, warmup=1)
