@@ -118,3 +118,25 @@ def test_identical_folders_give_zero_fid_and_kid(synthetic_root: Path, tmp_path:
     # the unbiased KID of a set against itself is slightly negative (its self-pairs sit in the cross term)
     assert identity_row["kid"] < 1e-3
     assert identity_row["identity"]["mean"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_random_metric_networks_are_the_same_in_every_run() -> None:
+    import torch
+
+    from dctnet.config import IdentityConfig
+    from dctnet.metrics.features import build_feature_extractor
+    from dctnet.metrics.run import build_lpips
+    from dctnet.models.face import build_identity_network
+
+    images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    outputs = []
+    for seed in (1, 2):  # different global RNG states before building
+        torch.manual_seed(seed)
+        identity = build_identity_network(IdentityConfig(pretrained=False, input_size=96))
+        perceptual = build_lpips(False)[0]
+        features = build_feature_extractor("random")
+        with torch.no_grad():
+            outputs.append((identity(x), perceptual(x, x.flip(0)), features(images)))
+    a, b = outputs
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and np.array_equal(a[2], b[2])

@@ -50,10 +50,9 @@ def build_feature_extractor(kind: str) -> FeatureExtractor:
         network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
         return FeatureExtractor(f"InceptionV3 2048-d pool features ({path.name})", network.eval(), "uint8")
     if kind == "random":
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        network = torchvision.models.resnet18(weights=None)
-        torch.random.set_rng_state(generator_state)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            network = torchvision.models.resnet18(weights=None)
         network.fc = torch.nn.Identity()
         return FeatureExtractor("random-init ResNet-18 (pretrained=false: not comparable to published FID)",
                                 network.eval(), "unit")

@@ -31,9 +31,11 @@ LPIPS_ALEX_SLICES = {1: range(0, 2), 2: range(2, 5), 3: range(5, 8), 4: range(8,
 
 def build_lpips(pretrained: bool) -> tuple[torch.nn.Module, str]:
     """lpips' AlexNet LPIPS; its linear layers ship in the package, the backbone comes from the registry."""
-    model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    with torch.random.fork_rng():  # a random backbone must be the same one in every run
+        torch.manual_seed(0)
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     if not pretrained:
-        return model.eval(), "LPIPS-alex (random backbone: pretrained=false)"
+        return model.eval(), "LPIPS-alex (random backbone, seed 0: pretrained=false)"
     path = resolve("alexnet-lpips")
     features = {k[len("features."):]: v for k, v in load_torch_file(path).items() if k.startswith("features.")}
     for index, layers in LPIPS_ALEX_SLICES.items():

@@ -60,8 +60,10 @@ def build_identity_network(cfg: IdentityConfig) -> IdentityNet:
     if cfg.network != "facenet":
         raise ValueError(f"identity.network must be 'facenet' here, got {cfg.network!r}")
     if not cfg.pretrained:
-        return IdentityNet(InceptionResnetV1(pretrained=None, classify=False), "facenet (random init: pretrained=false)",
-                           cfg.crop, cfg.input_size)
+        with torch.random.fork_rng():  # the same random network in every run, so its numbers compare
+            torch.manual_seed(0)
+            network = InceptionResnetV1(pretrained=None, classify=False)
+        return IdentityNet(network, "facenet (random init, seed 0: pretrained=false)", cfg.crop, cfg.input_size)
     casia = REGISTRY["facenet-casia-opencv"].path
     if not cfg.weights and casia.is_file():
         state, _ = load_model_file(casia, kind="facenet")
