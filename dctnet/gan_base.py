@@ -84,9 +84,10 @@ def _numpy_state_from_safe(state: dict[str, Any]) -> tuple:
 class GANModule(pl.LightningModule):
     """Base class; subclasses implement :meth:`training_iteration`, :meth:`sample_rows` and :meth:`export`."""
 
-    def __init__(self, out_dir: str, sample_every: int) -> None:
+    def __init__(self, out_dir: str, sample_every: int, batch_size: int) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self.batch_size = batch_size  # per rank
         self.out_dir = str(out_dir)
         self.sample_every = sample_every
         self._pending_rng: dict[str, Any] | None = None
@@ -108,6 +109,15 @@ class GANModule(pl.LightningModule):
                       prog_bar=False, on_step=True, on_epoch=False, sync_dist=True)
         if self.sample_every > 0 and (iteration % self.sample_every == 0):
             self.write_samples(iteration)
+
+    @property
+    def world_size(self) -> int:
+        """Number of DDP ranks (1 outside a Trainer): what Lightning resolved from devices and num_nodes."""
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    @property
+    def images_per_iteration(self) -> int:
+        return self.batch_size * self.world_size
 
     def step_ema(self, iteration: int, half_life_kimg: float, rampup: float | None) -> None:
         """Update ``generator_ema`` from ``generator`` after the G step of ``iteration``."""
@@ -143,7 +153,7 @@ class GANModule(pl.LightningModule):
 
     def export_extras(self) -> dict[str, Any]:
         """Run facts stored in every export header (JSON): iterations, world size, rank consistency."""
-        return {"iterations": self.iteration, "world_size": self.trainer.world_size if self._trainer else 1,
+        return {"iterations": self.iteration, "world_size": self.world_size,
                 "ranks_identical": getattr(self, "ranks_identical", None)}
 
     def on_train_end(self) -> None:

@@ -92,6 +92,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(synthetic_root: Path, tm
 def test_every_logger_records_a_short_run_offline(logger: str, synthetic_root: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import make_config
+
     from dctnet.ttn.train import train_ttn
 
     monkeypatch.setenv("WANDB_MODE", "offline")

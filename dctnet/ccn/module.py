@@ -51,9 +51,8 @@ class CCNModule(GANModule):
         sample_every: int,
         identity: IdentityConfig | None = None,
         source_state: dict[str, dict[str, torch.Tensor]] | None = None,
-        world_size: int = 1,
     ) -> None:
-        super().__init__(out_dir, sample_every)
+        super().__init__(out_dir, sample_every, stage.batch_size)
         if mode not in ("pretrain", "adapt"):
             raise ValueError(f"mode must be pretrain or adapt, got {mode!r}")
         self.model_cfg, self.stage, self.mode = model, stage, mode
@@ -83,7 +82,6 @@ class CCNModule(GANModule):
             if name in self.frozen:
                 parameter.requires_grad_(False)
         self.register_buffer("mean_path_length", torch.zeros(()))
-        self.images_per_iteration = stage.batch_size * world_size
         self.register_buffer("fixed_z", torch.randn(8, model.style_dim, generator=torch.Generator().manual_seed(1234)))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -22,11 +22,6 @@ log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
 
 
-def world_size(cfg: DictConfig) -> int:
-    devices = cfg.trainer.devices
-    return (int(devices) if isinstance(devices, int) or str(devices).isdigit() else 1) * int(cfg.trainer.num_nodes)
-
-
 def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: Path) -> Path:
     """Fit one of pretrain/adapt; returns the path of its ``ccn.safetensors`` export."""
     stage_cfg: CCNStageConfig = typed(cfg.ccn[mode], CCNStageConfig)
@@ -35,8 +30,7 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
     iterations = iterations_for(cfg, stage_cfg.steps)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = CCNModule(model, stage_cfg, mode, str(stage_dir), int(cfg.trainer.sample_every),
-                       identity=typed(cfg.identity, IdentityConfig), source_state=source_state,
-                       world_size=world_size(cfg))
+                       identity=typed(cfg.identity, IdentityConfig), source_state=source_state)
     folder = cfg.data.photos if mode == "pretrain" else cfg.data.cartoons
     datamodule = GANDataModule({"image": folder}, size=model.size, batch_size=stage_cfg.batch_size,
                                seed=cfg.seed + (0 if mode == "pretrain" else 1), total_iterations=iterations,

@@ -55,11 +55,10 @@ class TTNModule(GANModule):
         identity: IdentityConfig | None = None,
         attribute_count: int = 0,
         sample_photos: torch.Tensor | None = None,
-        world_size: int = 1,
         ema_rampup: float | None = 0.05,
         warmup_steps: int = 0,
     ) -> None:
-        super().__init__(out_dir, sample_every)
+        super().__init__(out_dir, sample_every, batch_size)
         if loss.face.kind not in FACE_KINDS:
             raise ValueError(f"ttn.loss.face.kind must be one of {FACE_KINDS}, got {loss.face.kind!r}")
         self.model_cfg, self.loss_cfg = model, loss
@@ -80,7 +79,6 @@ class TTNModule(GANModule):
             self.regressor = AttributeRegressor(attribute_count)
         if loss.face.kind == "identity" and loss.face.weight > 0:
             self.identity = build_identity_network(identity or IdentityConfig())
-        self.images_per_iteration = batch_size * world_size
         self.ema_half_life_kimg, self.ema_rampup, self.warmup_steps = ema_half_life_kimg, ema_rampup, warmup_steps
         self.register_buffer("sample_photos", sample_photos if sample_photos is not None else torch.zeros(0, 3, 8, 8),
                              persistent=False)

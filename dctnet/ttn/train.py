@@ -8,7 +8,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from dctnet.ccn.train import world_size
 from dctnet.config import DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig, typed
 from dctnet.data.datamodule import GANDataModule, to_tensor
 from dctnet.data.folders import ImageFolder
@@ -47,7 +46,7 @@ def train_ttn(cfg: DictConfig) -> Path:
         loss=typed(ttn.loss, TTNLossConfig), lr_g=ttn.lr_g, lr_d=ttn.lr_d, betas=tuple(ttn.betas), batch_size=ttn.batch_size,
         ema_half_life_kimg=ttn.ema_half_life_kimg, out_dir=str(stage_dir), sample_every=int(cfg.trainer.sample_every),
         identity=typed(cfg.identity, IdentityConfig), attribute_count=len(photos.attribute_names) if photos.has_attributes else 0,
-        sample_photos=sample_photos, world_size=world_size(cfg), ema_rampup=ttn.ema_rampup,
+        sample_photos=sample_photos, ema_rampup=ttn.ema_rampup,
         warmup_steps=ttn.warmup_steps,
     )
     fit_stage(cfg, module, datamodule, stage_dir, iterations)
