@@ -104,7 +104,6 @@ class TTNModule(GANModule):
         labels = batch.get("photo_attributes")
         opt_d, opt_g = self.optimizers()
         grey = random_grey_weights(device=photo.device)
-        w = self.loss_cfg
         logs: dict[str, torch.Tensor] = {}
 
         # discriminators (+ attribute regressor on real photos)
@@ -137,11 +136,19 @@ class TTNModule(GANModule):
         if iteration < self.warmup_steps:  # White-box's pretraining: learn the identity mapping first
             total = F.l1_loss(fake, photo)
             logs["reconstruction"] = total.detach()
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(total)
-            opt_g.step()
-            self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup)
-            return logs
+        else:
+            total = self._generator_loss(photo, fake, grey, labels, logs)
+            logs["g_total"] = total.detach()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        opt_g.step()
+        self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup)
+        return logs
+
+    def _generator_loss(self, photo: torch.Tensor, fake: torch.Tensor, grey: torch.Tensor,
+                        labels: torch.Tensor | None, logs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted stage-2 generator objective; each term is also written to ``logs``."""
+        w = self.loss_cfg
         fake_s, fake_t = self._representations(fake, grey)
         g_surface = self.g_loss_fn(self.d_surface(fake_s))
         g_texture = self.g_loss_fn(self.d_texture(fake_t))
@@ -163,12 +170,7 @@ class TTNModule(GANModule):
             face = (1 - cosine_similarity(self.identity(fake), self.identity(photo))).mean()
             total = total + w.face.weight * face
             logs["face_identity"] = face.detach()
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        opt_g.step()
-        self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup)
-        logs["g_total"] = total.detach()
-        return logs
+        return total
 
     @torch.no_grad()
     def sample_rows(self) -> list[torch.Tensor]:
