@@ -51,11 +51,12 @@ def main(argv: list[str] | None = None) -> Path:
                                      f"run_dir={run_dir}/ablations/no_gem", *extra])),
     }
     log.info("stage 2 and ablations done after %.0f s", time.time() - start)
-    for name, model in models.items():  # the folders conf/experiment/demo.yaml names as evaluate.methods
-        stylize_folder(load_stylizer(model), base.data.test_photos, run_dir / "stylized" / name, overwrite=True)
+    stylizers = {name: load_stylizer(model) for name, model in models.items()}
+    for name, stylizer in stylizers.items():  # the folders conf/experiment/demo.yaml names as evaluate.methods
+        stylize_folder(stylizer, base.data.test_photos, run_dir / "stylized" / name, overwrite=True)
     import skimage.data
 
-    write_image(run_dir / "stylized" / "astronaut_dctnet.png", load_stylizer(models["dctnet"])(skimage.data.astronaut()))
+    write_image(run_dir / "stylized" / "astronaut_dctnet.png", stylizers["dctnet"](skimage.data.astronaut()))
     report = run_evaluation(_config(extra))
     print(f"\nDemo finished in {time.time() - start:.0f} s.\n  report: {report}\n"
           f"  stylized astronaut: {run_dir / 'stylized' / 'astronaut_dctnet.png'}\n  models: "

@@ -33,10 +33,16 @@ def build_discriminator(model: StyleGANConfig) -> Discriminator:
     return Discriminator(model.size, model.channel_multiplier, channel_max=model.channel_max)
 
 
-def make_noise(generator: Generator, batch: int, device: torch.device) -> list[torch.Tensor]:
-    """Per-sample noise maps for every synthesis layer (shared between paired generators)."""
+def make_noise(generator: Generator, batch: int, device: torch.device | str,
+               rng: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Per-sample noise maps for every synthesis layer (shared between paired generators).
+
+    With ``rng`` (a CPU ``torch.Generator``) the maps depend on that seed only, not on the global stream.
+    """
     sizes = [4] + [2**i for i in range(3, generator.log_size + 1) for _ in range(2)]
-    return [torch.randn(batch, 1, s, s, device=device) for s in sizes]
+    if rng is None:
+        return [torch.randn(batch, 1, s, s, device=device) for s in sizes]
+    return [torch.randn(batch, 1, s, s, generator=rng).to(device) for s in sizes]
 
 
 class CCNModule(GANModule):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dctnet.ccn.module import make_noise
 from dctnet.config import SamplingConfig
 from dctnet.data.datamodule import to_uint8
 from dctnet.data.decode import write_image
@@ -101,9 +102,7 @@ def sample_calibrated(
         seeds = [cfg.seed * 1_000_003 + i for i in indices]
         z = torch.stack([torch.randn(blended.style_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
         z = z.to(device)
-        noise_gen = torch.Generator().manual_seed(seeds[0])
-        sizes = [4] + [2**i for i in range(3, blended.log_size + 1) for _ in range(2)]
-        noise = [torch.randn(len(indices), 1, s, s, generator=noise_gen).to(device) for s in sizes]
+        noise = make_noise(blended, len(indices), device, rng=torch.Generator().manual_seed(seeds[0]))
         image, _ = blended([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)
         image = image.clamp(-1, 1)
         if identity is not None:

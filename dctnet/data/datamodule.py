@@ -130,12 +130,3 @@ class GANDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def fixed_batch(self, count: int) -> dict[str, torch.Tensor]:
-        """The first ``count`` images of each domain without augmentation (for sample grids)."""
-        self.setup()
-        assert self.dataset is not None
-        return {
-            name: torch.stack([to_tensor(folder.load(i)) for i in range(min(count, len(folder)))])
-            for name, folder in self.dataset.folders.items()
-        }

@@ -1,4 +1,4 @@
-"""Applying a trained TTN to images and folders (full-frame mode); the export format is ttn.safetensors."""
+"""Applying a trained TTN (ttn.safetensors) to images, folders and videos: full frame, aligned heads, or both."""
 
 from __future__ import annotations
 
