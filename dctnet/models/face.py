@@ -8,6 +8,8 @@ else facenet-pytorch's VGGFace2 file; ``pretrained: false`` builds a random netw
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from facenet_pytorch import InceptionResnetV1
@@ -16,6 +18,8 @@ from torch import nn
 from dctnet.checkpoints import load_model_file, load_strict, load_torch_file
 from dctnet.config import IdentityConfig
 from dctnet.weights import REGISTRY, MissingWeightsError, resolve
+
+log = logging.getLogger(__name__)
 
 
 class IdentityNet(nn.Module):
@@ -29,6 +33,7 @@ class IdentityNet(nn.Module):
         self.input_size = input_size
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
+        log.info("identity network: %s", name)  # every loss and metric built on it names its source
 
     def train(self, mode: bool = True) -> "IdentityNet":
         super().train(mode)
