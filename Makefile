@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install $(TORCH_PIN)
-	$(PY) -m pip install -e ".[dev,export,identity]"
+	$(PY) -m pip install -e ".[dev,export,identity,video]"
 	touch $(STAMP)
 
 demo: install

@@ -39,7 +39,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from dctnet.data.decode import IMAGE_EXTENSIONS, read_image, write_image
+    from dctnet.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, read_image, write_image
     from dctnet.inference.stylize import (
         VIDEO_EXTENSIONS,
         PortraitStylizer,
@@ -48,9 +48,16 @@ def _stylize(args: argparse.Namespace) -> int:
         stylize_video,
     )
 
-    body = load_stylizer(args.model, device=args.device)
-    head = load_stylizer(args.head_model, device=args.device) if args.head_model else None
+    options = dict(device=args.device, backend=args.backend, half=args.half, tile=args.tile, overlap=args.overlap,
+                   batch_size=args.batch_size)
+    try:
+        body = load_stylizer(args.model, **options)
+        head = load_stylizer(args.head_model, **options) if args.head_model else None
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     stylizer = PortraitStylizer(body, head, mode=args.mode)
+    print(f"TTN on {body.backend.name}; tiles of {body.tile} px above that size; batches of {body.batch_size}")
     source, target = Path(args.input), Path(args.output)
     start = time.time()
     if source.suffix.lower() in VIDEO_EXTENSIONS:
@@ -58,18 +65,23 @@ def _stylize(args: argparse.Namespace) -> int:
         if out.exists() and not args.overwrite:
             print(f"{out} exists; use --overwrite", file=sys.stderr)
             return 1
-        frames = stylize_video(stylizer, source, out)
-        print(f"{frames} frames stylized (no audio track), {time.time() - start:.1f} s -> {out}")
+        frames, audio = stylize_video(stylizer, source, out, progress=True)
+        print(f"{frames} frames stylized ({'audio copied' if audio else 'no audio'}), "
+              f"{time.time() - start:.1f} s -> {out}")
         return 0
     if source.is_dir():
-        report = stylize_folder(stylizer, source, target, overwrite=args.overwrite)
+        report = stylize_folder(stylizer, source, target, overwrite=args.overwrite, progress=True)
         done, skipped = len(report.done), report.skipped
     elif source.suffix.lower() in IMAGE_EXTENSIONS:
         out = target / f"{source.stem}.png" if target.suffix == "" else target
         if out.exists() and not args.overwrite:
             print(f"{out} exists; use --overwrite", file=sys.stderr)
             return 1
-        write_image(out, stylizer(read_image(source)))
+        try:
+            write_image(out, stylizer(read_image(source)))
+        except ImageDecodeError as error:
+            print(f"skipped {source}: {error}", file=sys.stderr)
+            return 1
         done, skipped = 1, {}
     else:
         print(f"{source}: not an image, a folder or a video ({', '.join(VIDEO_EXTENSIONS)})", file=sys.stderr)
@@ -129,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--mode", choices=["full", "head", "auto"], default="full",
                          help="full frame, aligned faces pasted back, or both (the official compound behaviour)")
     stylize.add_argument("--head-model", default=None, help="a second TTN for faces (default: --model)")
-    stylize.add_argument("--device", default="cpu")
+    stylize.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    stylize.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                         help="onnxruntime exports <model>.onnx beside the model on first use (parity-checked)")
+    stylize.add_argument("--half", action="store_true", help="fp16 autocast (CUDA, torch backend)")
+    stylize.add_argument("--tile", type=int, default=1024, help="larger images run in overlapping tiles of this size")
+    stylize.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended to hide seams")
+    stylize.add_argument("--batch-size", type=int, default=4, help="same-sized images/frames/tiles per forward pass")
     stylize.add_argument("--overwrite", action="store_true")
     stylize.set_defaults(run=_stylize)
     export = commands.add_parser("export", help="export a TTN to ONNX or TorchScript, with a parity check")

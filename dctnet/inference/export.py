@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dctnet.inference.stylize import load_stylizer
+from dctnet.inference.backends import load_ttn
 from dctnet.models.unet import UNetGenerator
 from dctnet.ttn.module import refine_output
 
@@ -39,10 +39,10 @@ def _parity_inputs(stride: int) -> list[torch.Tensor]:
 
 def export_model(model: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, float]:
     """Write the exported file; returns its path and the worst absolute difference to PyTorch."""
-    stylizer = load_stylizer(model)
-    module = ExportableTTN(stylizer.network, stylizer.guided_filter).eval()
+    network, guided_filter = load_ttn(model)
+    module = ExportableTTN(network, guided_filter).eval()
     out = Path(out) if out else Path(model).with_suffix(".onnx" if fmt == "onnx" else ".ts")
-    example = _parity_inputs(stylizer.network.stride)
+    example = _parity_inputs(network.stride)
     with torch.inference_mode():
         references = [module(x) for x in example]
     if fmt == "onnx":

@@ -10,38 +10,61 @@ import cv2
 import numpy as np
 import torch
 
-from dctnet.checkpoints import load_model_file
 from dctnet.data.datamodule import to_tensor, to_uint8
 from dctnet.data.decode import ImageDecodeError, list_images, read_image, write_image
-from dctnet.models.unet import UNetGenerator, pad_to_multiple
-from dctnet.ttn.module import refine_output
+from dctnet.inference.backends import Backend, load_backend
+from dctnet.inference.tiling import tiled_apply
+from dctnet.models.unet import pad_to_multiple
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Stylizer:
-    """A loaded TTN and how its outputs are post-filtered (as in training)."""
+    """uint8 images in, stylized uint8 images of the same size out, through any backend.
 
-    network: UNetGenerator
-    guided_filter: bool
-    device: torch.device
+    Images larger than ``tile`` on a side are processed in overlapping tiles (memory bounded by the tile);
+    same-sized images given together (folders, video frames) run ``batch_size`` at a time.
+    """
 
-    @torch.inference_mode()
+    def __init__(self, backend: Backend, tile: int = 1024, overlap: int = 64, batch_size: int = 4) -> None:
+        stride = backend.stride
+        self.backend = backend
+        self.tile = max(stride, tile // stride * stride)
+        self.overlap = -(-overlap // stride) * stride  # tile offsets stay on the network's stride grid
+        self.batch_size = max(1, batch_size)
+
+    @property
+    def stride(self) -> int:
+        return self.backend.stride
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 -> stylized HxWx3 uint8 of the same size."""
-        x = to_tensor(image)[None].to(self.device)
-        padded, (height, width) = pad_to_multiple(x, self.network.stride)
-        out = refine_output(padded, self.network(padded), self.guided_filter)[:, :, :height, :width]
-        return to_uint8(out)[0]
+        return self.batch([image])[0]
+
+    def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Stylize several images; those of one size share forward passes."""
+        results: list[np.ndarray | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(index)
+        for indices in by_shape.values():
+            for first in range(0, len(indices), self.batch_size):
+                chunk = indices[first:first + self.batch_size]
+                x, (height, width) = pad_to_multiple(torch.stack([to_tensor(images[k]) for k in chunk]), self.stride)
+                if max(height, width) > self.tile:
+                    out = torch.cat([tiled_apply(self.backend, x[i:i + 1], self.tile, self.overlap, self.batch_size)
+                                     for i in range(len(chunk))])
+                else:
+                    out = self.backend(x)
+                for k, array in zip(chunk, to_uint8(out[:, :, :height, :width])):
+                    results[k] = array
+        return results  # type: ignore[return-value]
 
 
-def load_stylizer(path: str | Path, device: str = "cpu") -> Stylizer:
-    state, header = load_model_file(path, kind="ttn")
-    arch = header["arch"]
-    network = UNetGenerator(arch["base_channels"], arch["num_residual"], arch["num_downsamples"])
-    network.load_state_dict(state)
-    return Stylizer(network.eval().to(device), bool(arch.get("output_guided_filter", True)), torch.device(device))
+def load_stylizer(path: str | Path, device: str = "cpu", backend: str = "torch", half: bool = False,
+                  tile: int = 1024, overlap: int = 64, batch_size: int = 4) -> Stylizer:
+    """A :class:`Stylizer` for ``ttn.safetensors`` on the chosen backend and device."""
+    return Stylizer(load_backend(path, backend, device, half), tile, overlap, batch_size)
 
 
 MODES = ("full", "head", "auto")
@@ -73,8 +96,19 @@ class PortraitStylizer:
         self.mask = feather_mask(head_size)
         self.faces_found = 0
 
+    @property
+    def batch_size(self) -> int:
+        return self.body.batch_size
+
+    def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Full frames share batched forward passes; faces are then pasted one image at a time."""
+        frames = self.body.batch(images) if self.mode in ("full", "auto") else [image.copy() for image in images]
+        return [self._paste_heads(image, frame) for image, frame in zip(images, frames)]
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        result = self.body(image) if self.mode in ("full", "auto") else image.copy()
+        return self.batch([image])[0]
+
+    def _paste_heads(self, image: np.ndarray, result: np.ndarray) -> np.ndarray:
         if self.aligner is None:
             return result
         height, width = image.shape[:2]
@@ -88,31 +122,58 @@ class PortraitStylizer:
         return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
-def stylize_video(stylize, source: str | Path, target: str | Path) -> int:
-    """Frame-by-frame stylization with OpenCV; written to a temporary file, then renamed. Returns frames.
+def _batches(items, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
-    OpenCV writes no audio track: the output is silent (documented; mux the audio back with ffmpeg if needed).
+
+def _frames(capture: cv2.VideoCapture):
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def stylize_video(stylize, source: str | Path, target: str | Path, progress: bool = False) -> tuple[int, bool]:
+    """Frame-by-frame stylization (frames batched). Returns (frames, audio kept).
+
+    Frames are encoded with OpenCV into a temporary file; when PyAV is installed (the ``[video]`` extra)
+    and the source has an audio track, that track is copied (not re-encoded) into the result. The result
+    appears under ``target`` only when complete.
     """
+    from tqdm import tqdm
+
     from dctnet.atomic import temporary_beside
 
     capture = cv2.VideoCapture(str(source))
     if not capture.isOpened():
         raise ImageDecodeError(f"{source}: cannot open video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     target = Path(target)
     temporary = temporary_beside(target, suffix=target.suffix)
     writer, frames = None, 0
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            out = cv2.cvtColor(stylize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR)
-            if writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if target.suffix.lower() in (".mp4", ".mov") else "MJPG"))
-                writer = cv2.VideoWriter(temporary, fourcc, fps, (out.shape[1], out.shape[0]))
-            writer.write(out)
-            frames += 1
+        with tqdm(total=expected, unit="frame", disable=not progress) as bar:
+            for chunk in _batches(_frames(capture), getattr(stylize, "batch_size", 1)):
+                outputs = stylize.batch(chunk) if hasattr(stylize, "batch") else [stylize(f) for f in chunk]
+                for out in outputs:
+                    if writer is None:
+                        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if target.suffix.lower() in (".mp4", ".mov") else "MJPG"))
+                        writer = cv2.VideoWriter(temporary, fourcc, fps, (out.shape[1], out.shape[0]))
+                    writer.write(cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+                frames += len(outputs)
+                bar.update(len(outputs))
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     finally:
         capture.release()
         if writer is not None:
@@ -120,8 +181,50 @@ def stylize_video(stylize, source: str | Path, target: str | Path) -> int:
     if frames == 0:
         Path(temporary).unlink(missing_ok=True)
         raise ImageDecodeError(f"{source}: no decodable frames")
-    Path(temporary).replace(target)
-    return frames
+    try:
+        audio = _copy_audio(Path(source), Path(temporary), target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return frames, audio
+
+
+def _copy_audio(source: Path, silent: Path, target: Path) -> bool:
+    """Remux ``silent``'s video with ``source``'s audio into ``target`` (atomically). False when no audio is kept."""
+    from dctnet.atomic import temporary_beside
+
+    try:
+        import av
+    except ImportError:
+        log.info("PyAV not installed (pip install -e .[video]): %s is written without audio", target)
+        silent.replace(target)
+        return False
+    with av.open(str(source)) as original:
+        if not original.streams.audio:
+            silent.replace(target)
+            return False
+    temporary = temporary_beside(target, suffix=target.suffix)
+    try:
+        with av.open(str(silent)) as video, av.open(str(source)) as original, \
+                av.open(temporary, "w", format=_container_format(target)) as output:
+            streams = {video.streams.video[0]: output.add_stream_from_template(video.streams.video[0]),
+                       original.streams.audio[0]: output.add_stream_from_template(original.streams.audio[0])}
+            for container, stream in ((video, video.streams.video[0]), (original, original.streams.audio[0])):
+                for packet in container.demux(stream):
+                    if packet.dts is None:  # the demuxer's flush packet
+                        continue
+                    packet.stream = streams[stream]
+                    output.mux(packet)
+        Path(temporary).replace(target)
+        return True
+    except Exception as error:  # an audio codec the container cannot hold: keep the video, say so
+        Path(temporary).unlink(missing_ok=True)
+        log.warning("could not copy the audio of %s (%s); writing the video without audio", source, error)
+        silent.replace(target)
+        return False
+
+
+def _container_format(path: Path) -> str:
+    return {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}.get(path.suffix.lower(), "mp4")
 
 
 @dataclass
@@ -130,19 +233,33 @@ class FolderReport:
     skipped: dict[Path, str] = field(default_factory=dict)
 
 
-def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: bool = False) -> FolderReport:
-    """Apply ``stylize`` (uint8 -> uint8) to every image of ``source``; unreadable files are skipped with a reason."""
+def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: bool = False,
+                   progress: bool = False) -> FolderReport:
+    """Apply ``stylize`` to every image of ``source`` (batched when it can); unreadable files are skipped with a
+    reason, existing outputs are kept unless ``overwrite``, and each output is written atomically."""
+    from tqdm import tqdm
+
     report = FolderReport()
+    todo: list[tuple[Path, Path]] = []
     for path in list_images(source):
         out = Path(target) / (path.stem + ".png")
         if out.exists() and not overwrite:
             report.skipped[path] = f"{out} exists (use overwrite)"
-            continue
-        try:
-            write_image(out, stylize(read_image(path)))
-        except ImageDecodeError as error:
-            report.skipped[path] = str(error)
-            log.warning("skipping %s", error)
-            continue
-        report.done.append(out)
+        else:
+            todo.append((path, out))
+    with tqdm(total=len(todo), unit="image", disable=not progress) as bar:
+        for chunk in _batches(todo, getattr(stylize, "batch_size", 1)):
+            images, outs = [], []
+            for path, out in chunk:
+                try:
+                    images.append(read_image(path))
+                    outs.append(out)
+                except ImageDecodeError as error:
+                    report.skipped[path] = str(error)
+                    log.warning("skipping %s", error)
+            results = stylize.batch(images) if hasattr(stylize, "batch") else [stylize(i) for i in images]
+            for out, result in zip(outs, results):
+                write_image(out, result)
+                report.done.append(out)
+            bar.update(len(chunk))
     return report

@@ -1,0 +1,111 @@
+"""Runtimes that evaluate a trained TTN (network + output guided filter) on a padded N x 3 x H x W batch in [-1, 1].
+
+``TorchBackend`` is the default: inference mode, channels_last memory layout (faster oneDNN convolutions on
+CPU, tensor cores on GPU) and, with ``half``, fp16 autocast on CUDA. ``OnnxBackend`` runs the file written
+by ``dctnet export --format onnx`` in ONNX Runtime. Both return float32 CPU tensors; the tests hold every
+backend to the eager NCHW reference within 1e-3.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from dctnet.checkpoints import load_model_file
+from dctnet.models.unet import UNetGenerator
+from dctnet.ttn.module import refine_output
+
+log = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnxruntime")
+
+
+class Backend(Protocol):
+    stride: int
+    name: str
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; an explicit ``cuda`` without a GPU is an error, not a fallback."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device (use --device auto or cpu)")
+    return resolved
+
+
+def load_ttn(path: str | Path) -> tuple[UNetGenerator, bool]:
+    """The exported generator (eval mode) and whether its output goes through the guided filter."""
+    state, header = load_model_file(path, kind="ttn")
+    arch = header["arch"]
+    network = UNetGenerator(arch["base_channels"], arch["num_residual"], arch["num_downsamples"])
+    network.load_state_dict(state)
+    return network.eval(), bool(arch.get("output_guided_filter", True))
+
+
+class TorchBackend:
+    """Eager PyTorch. ``channels_last`` is on by default: same numbers, faster convolutions (benchmarks/roofline.py)."""
+
+    def __init__(self, network: UNetGenerator, guided_filter: bool, device: str | torch.device = "cpu",
+                 half: bool = False, channels_last: bool = True) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        if half and self.device.type != "cuda":
+            raise ValueError("--half is for CUDA devices (fp16 on CPU is slower and less exact); drop it on CPU")
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.network = network.eval().to(self.device, memory_format=self.memory_format)
+        self.guided_filter, self.half, self.stride = guided_filter, half, network.stride
+        self.name = f"torch ({self.device.type}{', fp16' if half else ''}{', channels_last' if channels_last else ''})"
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, memory_format=self.memory_format)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+            raw = self.network(x)
+        out = refine_output(x, raw.float(), self.guided_filter).clamp(-1, 1)  # filter in fp32: it divides by variances
+        return out.float().contiguous().cpu()
+
+
+class OnnxBackend:
+    """ONNX Runtime on the file written by ``dctnet export --format onnx`` (dynamic batch, height and width)."""
+
+    def __init__(self, onnx_path: str | Path, stride: int, device: torch.device | str = "cpu") -> None:
+        import onnxruntime
+
+        device = resolve_device(device) if isinstance(device, str) else device
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
+        self.stride = stride
+        self.name = f"onnxruntime ({self.session.get_providers()[0]})"
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {"photo": np.ascontiguousarray(batch.cpu().numpy(), dtype=np.float32)})[0]
+        return torch.from_numpy(out)
+
+
+def load_backend(model: str | Path, backend: str = "torch", device: str = "cpu", half: bool = False) -> Backend:
+    """The TTN in ``model`` (ttn.safetensors) on ``backend``; ONNX files are exported beside it on first use."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    model = Path(model)
+    network, guided_filter = load_ttn(model)
+    if backend == "torch":
+        return TorchBackend(network, guided_filter, device, half)
+    if half:
+        raise ValueError("--half applies to the torch backend on CUDA")
+    onnx_path = model.with_suffix(".onnx")
+    if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
+        from dctnet.inference.export import export_model
+
+        _, worst = export_model(model, "onnx", onnx_path)
+        log.info("exported %s for ONNX Runtime (parity with PyTorch: max |difference| %.1e)", onnx_path, worst)
+    return OnnxBackend(onnx_path, network.stride, device)
