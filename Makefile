@@ -27,8 +27,8 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-bench: install
-	$(PY) benchmarks/ttn.py
+bench: install  ## regenerates docs/performance.md (~40 min on 2 cores)
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf outputs data/synthetic .pytest_cache

@@ -33,8 +33,43 @@ def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> fl
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (MB): since :func:`reset_peak_rss` on Linux, else since start."""
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-memory window (Linux: writing 5 to clear_refs resets VmHWM to the current RSS)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def run_isolated(script: str, args: list[str]) -> dict | str:
+    """Run ``script --worker ARGS`` in a fresh process (so its memory peak is its own); its last JSON line,
+    or the reason it failed."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        return (result.stderr.strip().splitlines() or ["failed"])[-1][:100]
+    return json.loads(lines[-1])
 
 
 class BareLoopMixin:
