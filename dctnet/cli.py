@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="full frame, aligned faces pasted back, or both (the official compound behaviour)")
     stylize.add_argument("--head-model", default=None, help="a second TTN for faces (default: --model)")
     stylize.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
-    stylize.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                         help="onnxruntime exports <model>.onnx beside the model on first use (parity-checked)")
+    stylize.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                         help="auto: ONNX Runtime on CPU when installed (fastest there), else torch; onnxruntime "
+                              "exports <model>.onnx beside the model on first use (parity-checked)")
     stylize.add_argument("--half", action="store_true", help="fp16 autocast (CUDA, torch backend)")
     stylize.add_argument("--tile", type=int, default=1024, help="larger images run in overlapping tiles of this size")
     stylize.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended to hide seams")

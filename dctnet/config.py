@@ -190,6 +190,7 @@ class TTNLossConfig:
     surface: float = 2.0
     texture: float = 2.0
     content: float = 200.0
+    content_norm: str = "none"  # none (official) | instance: compare layout, not per-channel feature levels
     superpixel: float = 0.0  # official also matches a SLIC superpixel image; off by default (CPU cost)
     tv: float = 10000.0
     surface_radius: int = 5

@@ -79,7 +79,7 @@ NOTEBOOKS = {
         ("code", SHOW),
         ("code", "from dctnet.ttn.train import train_ttn\nmodel = train_ttn(config('ttn', TINY))"),
         ("code", "import skimage.data\nfrom dctnet.data.decode import write_image\nfrom dctnet.inference.stylize import load_stylizer\n"
-                 "stylizer = load_stylizer(model)\nout = stylizer(skimage.data.astronaut())\nprint(out.shape)\n"
+                 "stylizer = load_stylizer(model, backend='torch')\nout = stylizer(skimage.data.astronaut())\nprint(out.shape)\n"
                  "write_image(WORK / 'astronaut.png', out)\nshow(WORK / 'astronaut.png', 256)"),
         ("md", "Head mode: MTCNN aligns each face, the crop is stylized and pasted back through the inverse "
                "transform with a feathered mask; the rest of the picture is unchanged."),

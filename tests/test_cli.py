@@ -63,7 +63,7 @@ def test_export_onnx_and_torchscript_match_pytorch(tmp_path: Path, capsys) -> No
     image = np.random.default_rng(1).integers(0, 255, (36, 52, 3), dtype=np.uint8)  # another size: dynamic axes
     x = (image.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
     onnx_out = ((session.run(None, {"photo": x})[0][0].transpose(1, 2, 0) + 1) * 127.5).round()
-    torch_out = load_stylizer(model)(image).astype(np.float64)
+    torch_out = load_stylizer(model, backend="torch")(image).astype(np.float64)
     assert np.abs(onnx_out - torch_out).max() <= 1
     path, worst = export_model(model, "torchscript")
     assert path.suffix == ".ts" and worst < 1e-3

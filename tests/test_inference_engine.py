@@ -19,7 +19,7 @@ from dctnet.data.datamodule import to_tensor
 from dctnet.data.decode import write_image
 from dctnet.inference.backends import TorchBackend, load_backend, load_ttn
 from dctnet.inference.stylize import Stylizer, stylize_folder
-from dctnet.inference.tiling import tile_starts
+from dctnet.inference.tiling import tile_layout, tile_starts
 from dctnet.models.unet import UNetGenerator
 
 
@@ -48,6 +48,12 @@ def test_channels_last_and_onnxruntime_equal_the_eager_reference(model: Path) ->
     assert model.with_suffix(".onnx").is_file()  # exported beside the model on first use
 
 
+def test_auto_backend_is_the_fastest_one_for_the_device(model: Path) -> None:
+    # ONNX Runtime is 1.3-1.5x eager PyTorch on CPU (benchmarks/roofline.py), so it is the CPU default
+    assert load_backend(model, "auto", "cpu").name.startswith("onnxruntime")
+    assert load_backend(model, "torch", "cpu").name.startswith("torch (cpu")
+
+
 class _Recording:
     """A backend wrapper that remembers the largest input it was given."""
 
@@ -68,9 +74,9 @@ def test_tiles_bound_the_network_input_and_blend_without_seams(model: Path) -> N
     difference = np.abs(tiled - whole).mean(-1)
     # Seams would show as differences concentrated on the tile borders; compare them with the rest.
     borders = np.zeros(difference.shape, bool)
-    for start in tile_starts(300, 128, 32)[1:]:
+    for start in tile_starts(300, 128, 32, 4)[1:]:
         borders[start - 2:start + 2] = True
-    for start in tile_starts(420, 128, 32)[1:]:
+    for start in tile_starts(420, 128, 32, 4)[1:]:
         borders[:, start - 2:start + 2] = True
     print(f"tiled vs whole image: mean |difference| {difference.mean():.2f} levels, "
           f"at tile borders {difference[borders].mean():.2f}, 99th percentile {np.percentile(difference, 99):.1f}")
@@ -78,11 +84,16 @@ def test_tiles_bound_the_network_input_and_blend_without_seams(model: Path) -> N
     assert difference.mean() < 0.2 and difference[borders].mean() < 0.5
 
 
-def test_tile_starts_cover_the_image_with_the_overlap() -> None:
-    starts = tile_starts(1000, 256, 64)
-    assert starts[0] == 0 and starts[-1] + 256 == 1000
-    assert all(b - a <= 256 - 64 for a, b in zip(starts, starts[1:]))
-    assert tile_starts(200, 256, 64) == [0]
+@pytest.mark.parametrize("length,tile,overlap,stride", [(1000, 256, 64, 4), (1024, 512, 64, 4), (4096, 1024, 64, 4),
+                                                        (300, 128, 32, 4), (129, 128, 8, 1)])
+def test_tile_layout_covers_the_image_with_the_overlap_on_the_stride_grid(length, tile, overlap, stride) -> None:
+    size, starts = tile_layout(length, tile, overlap, stride)
+    assert size <= tile and size % stride == 0 and all(s % stride == 0 for s in starts)
+    assert starts[0] == 0 and starts[-1] + size == length  # covered from edge to edge
+    assert all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:]))  # every seam has the overlap
+    fewest = -(-(length - overlap) // (tile - overlap))
+    assert len(starts) <= fewest + 1  # no more tiles than needed (+1 for the stride rounding)
+    assert tile_layout(200, 256, 64) == (200, [0])
 
 
 def test_batching_gives_the_same_images_as_one_at_a_time(model: Path, tmp_path: Path) -> None:

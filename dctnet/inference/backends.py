@@ -1,14 +1,18 @@
 """Runtimes that evaluate a trained TTN (network + output guided filter) on a padded N x 3 x H x W batch in [-1, 1].
 
-``TorchBackend`` is the default: inference mode, channels_last memory layout (faster oneDNN convolutions on
-CPU, tensor cores on GPU) and, with ``half``, fp16 autocast on CUDA. ``OnnxBackend`` runs the file written
-by ``dctnet export --format onnx`` in ONNX Runtime. Both return float32 CPU tensors; the tests hold every
+``TorchBackend``: inference mode, channels_last memory layout (faster oneDNN convolutions on CPU, tensor
+cores on GPU) and, with ``half``, fp16 autocast on CUDA. ``OnnxBackend`` runs the file written by ``dctnet
+export --format onnx`` in ONNX Runtime. ``auto`` (the default) picks the fastest for the device: ONNX Runtime
+on CPU when it is installed, torch otherwise. Both return float32 CPU tensors; the tests hold every
 backend to the eager NCHW reference within 1e-3.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +24,7 @@ from dctnet.models.unet import UNetGenerator
 from dctnet.ttn.module import refine_output
 
 log = logging.getLogger(__name__)
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 class Backend(Protocol):
@@ -92,20 +96,40 @@ class OnnxBackend:
         return torch.from_numpy(out)
 
 
-def load_backend(model: str | Path, backend: str = "torch", device: str = "cpu", half: bool = False) -> Backend:
-    """The TTN in ``model`` (ttn.safetensors) on ``backend``; ONNX files are exported beside it on first use."""
+def fastest_backend(device: torch.device) -> str:
+    """``auto``: ONNX Runtime on CPU when installed (1.3-1.5x eager PyTorch, benchmarks/roofline.py), else torch."""
+    return "onnxruntime" if device.type == "cpu" and importlib.util.find_spec("onnxruntime") else "torch"
+
+
+def onnx_beside(model: Path) -> Path:
+    """Where the ONNX export of ``model`` lives: beside it, or in the user cache when that folder is read-only."""
+    beside = model.with_suffix(".onnx")
+    if beside.is_file() and beside.stat().st_mtime >= model.stat().st_mtime:
+        return beside
+    if os.access(model.parent, os.W_OK):
+        return beside
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    return Path(os.path.expanduser("~/.cache/dctnet/onnx")) / f"{model.stem}-{digest}.onnx"
+
+
+def load_backend(model: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> Backend:
+    """The TTN in ``model`` (ttn.safetensors) on ``backend``; ONNX files are exported (parity-checked) on first use."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     model = Path(model)
+    resolved = resolve_device(device)
+    if backend == "auto":
+        backend = "torch" if half else fastest_backend(resolved)
     network, guided_filter = load_ttn(model)
     if backend == "torch":
-        return TorchBackend(network, guided_filter, device, half)
+        return TorchBackend(network, guided_filter, resolved, half)
     if half:
         raise ValueError("--half applies to the torch backend on CUDA")
-    onnx_path = model.with_suffix(".onnx")
+    onnx_path = onnx_beside(model)
     if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
         from dctnet.inference.export import export_model
 
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
         _, worst = export_model(model, "onnx", onnx_path)
         log.info("exported %s for ONNX Runtime (parity with PyTorch: max |difference| %.1e)", onnx_path, worst)
-    return OnnxBackend(onnx_path, network.stride, device)
+    return OnnxBackend(onnx_path, network.stride, resolved)

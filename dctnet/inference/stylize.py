@@ -52,7 +52,8 @@ class Stylizer:
                 chunk = indices[first:first + self.batch_size]
                 x, (height, width) = pad_to_multiple(torch.stack([to_tensor(images[k]) for k in chunk]), self.stride)
                 if max(height, width) > self.tile:
-                    out = torch.cat([tiled_apply(self.backend, x[i:i + 1], self.tile, self.overlap, self.batch_size)
+                    out = torch.cat([tiled_apply(self.backend, x[i:i + 1], self.tile, self.overlap, self.batch_size,
+                                                 self.stride)
                                      for i in range(len(chunk))])
                 else:
                     out = self.backend(x)
@@ -61,7 +62,7 @@ class Stylizer:
         return results  # type: ignore[return-value]
 
 
-def load_stylizer(path: str | Path, device: str = "cpu", backend: str = "torch", half: bool = False,
+def load_stylizer(path: str | Path, device: str = "auto", backend: str = "auto", half: bool = False,
                   tile: int = 1024, overlap: int = 64, batch_size: int = 4) -> Stylizer:
     """A :class:`Stylizer` for ``ttn.safetensors`` on the chosen backend and device."""
     return Stylizer(load_backend(path, backend, device, half), tile, overlap, batch_size)

@@ -12,13 +12,22 @@ from collections.abc import Callable
 import torch
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets covering ``length`` with tiles of ``tile`` overlapping by at least ``overlap``."""
+def tile_layout(length: int, tile: int, overlap: int, stride: int = 1) -> tuple[int, list[int]]:
+    """(tile size, start offsets) covering ``length`` with the fewest tiles of at most ``tile`` that overlap by
+    at least ``overlap``; tiles are shrunk to share the length evenly (a 1024 px side with 512 px tiles gets
+    three 384 px tiles, not three 512 px ones), and sizes and offsets stay on the ``stride`` grid."""
     if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    return [*starts, length - tile]
+        return length, [0]
+    count = -(-(length - overlap) // (tile - overlap - stride))
+    size = -(-(length + (count - 1) * (overlap + stride)) // count)
+    size = min(tile, -(-size // stride) * stride)
+    starts = [(k * (length - size) // (count - 1)) // stride * stride for k in range(count - 1)]
+    return size, [*starts, length - size]
+
+
+def tile_starts(length: int, tile: int, overlap: int, stride: int = 1) -> list[int]:
+    """Start offsets of :func:`tile_layout`."""
+    return tile_layout(length, tile, overlap, stride)[1]
 
 
 def _ramp(length: int, start: int, total: int, overlap: int) -> torch.Tensor:
@@ -35,18 +44,20 @@ def _ramp(length: int, start: int, total: int, overlap: int) -> torch.Tensor:
 
 
 def tiled_apply(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int, overlap: int,
-                batch_size: int = 1) -> torch.Tensor:
-    """``forward`` over 1 x C x H x W ``image`` in tiles; H, W and ``tile`` must suit the network's stride.
+                batch_size: int = 1, stride: int = 1) -> torch.Tensor:
+    """``forward`` over 1 x C x H x W ``image`` in tiles of at most ``tile`` pixels a side; H, W and ``tile``
+    must be multiples of the network's ``stride``.
 
     Tiles are sent ``batch_size`` at a time; outputs are accumulated on the CPU in float32.
     """
     _, _, height, width = image.shape
     if height <= tile and width <= tile:
         return forward(image)
-    if overlap >= tile // 2:
+    if overlap + stride >= tile // 2:
         raise ValueError(f"overlap {overlap} must be less than half the tile {tile}")
-    boxes = [(y, x, min(tile, height), min(tile, width))
-             for y in tile_starts(height, tile, overlap) for x in tile_starts(width, tile, overlap)]
+    tile_h, rows = tile_layout(height, tile, overlap, stride)
+    tile_w, columns = tile_layout(width, tile, overlap, stride)
+    boxes = [(y, x, tile_h, tile_w) for y in rows for x in columns]
     total = torch.zeros(1, 3, height, width)
     weights = torch.zeros(1, 1, height, width)
     for first in range(0, len(boxes), batch_size):

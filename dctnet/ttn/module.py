@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from dctnet.checkpoints import save_model
 from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
-from dctnet.losses.content import content_loss, total_variation
+from dctnet.losses.content import CONTENT_NORMS, content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
 from dctnet.losses.representations import guided_filter, random_grey_weights, surface, texture
 from dctnet.models.discriminators import AttributeRegressor, PatchDiscriminator
@@ -59,6 +59,8 @@ class TTNModule(GANModule):
         warmup_steps: int = 0,
     ) -> None:
         super().__init__(out_dir, sample_every, batch_size)
+        if loss.content_norm not in CONTENT_NORMS:
+            raise ValueError(f"ttn.loss.content_norm must be one of {CONTENT_NORMS}, got {loss.content_norm!r}")
         if loss.face.kind not in FACE_KINDS:
             raise ValueError(f"ttn.loss.face.kind must be one of {FACE_KINDS}, got {loss.face.kind!r}")
         self.model_cfg, self.loss_cfg = model, loss
@@ -155,7 +157,7 @@ class TTNModule(GANModule):
         total = w.surface * g_surface + w.texture * g_texture
         logs.update(g_surface=g_surface.detach(), g_texture=g_texture.detach())
         if self.vgg is not None:
-            content = content_loss(self.vgg(fake), self.vgg(photo))
+            content = content_loss(self.vgg(fake), self.vgg(photo), w.content_norm)
             total = total + w.content * content
             logs["content"] = content.detach()
         if w.tv > 0:
