@@ -15,6 +15,7 @@ from dctnet.checkpoints import load_model_file
 from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig
 from dctnet.data.datamodule import to_tensor
 from dctnet.data.decode import list_images, read_image
+from dctnet.data.synthetic import ensure_dataset
 from dctnet.models.unet import UNetGenerator, pad_to_multiple
 from dctnet.ttn.module import TTNModule, refine_output
 from dctnet.ttn.train import train_ttn
@@ -110,15 +111,19 @@ def _paired_scores(model_path: Path, root: Path) -> tuple[float, float, float, f
 
 
 @pytest.mark.slow
-def test_translation_moves_structure_toward_the_paired_cartoons(synthetic_root: Path, tmp_path: Path) -> None:
-    cfg = make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + ["ttn.steps=300", "ttn.batch_size=8", "ttn.warmup_steps=60", "ttn.lr_g=1e-3", "ttn.lr_d=1e-3", "ttn.loss.vgg_layer=conv2_2", "ttn.loss.tv=1000"])
+def test_translation_moves_64px_photos_toward_the_paired_cartoons(tmp_path_factory: pytest.TempPathFactory,
+                                                                  tmp_path: Path) -> None:
+    root = ensure_dataset(tmp_path_factory.mktemp("synthetic64"), size=64, photos=48, cartoons=32, test=8, seed=3)
+    cfg = make_config("ttn", tiny_overrides(root, tmp_path) + [
+        "data.size=64", "ttn/loss=cpu_small", "ttn.steps=300", "ttn.batch_size=8", "ttn.warmup_steps=60",
+        "ttn.lr_g=1e-3", "ttn.lr_d=1e-3"])
     path = train_ttn(cfg)
-    l1_in, l1_out, ssim_in, ssim_out = _paired_scores(path, synthetic_root)
-    print(f"paired L1 input {l1_in:.4f} -> output {l1_out:.4f}; SSIM input {ssim_in:.4f} -> output {ssim_out:.4f}")
-    # Measured at this size (32 px, 300 iterations, random VGG): SSIM 0.441 -> 0.449 and L1 0.366 -> 0.370;
-    # at 600 iterations SSIM 0.465, L1 0.369. Structure moves toward the cartoons, the palette not yet.
-    assert ssim_out > ssim_in + 0.004
-    assert l1_out < 1.05 * l1_in
+    l1_in, l1_out, ssim_in, ssim_out = _paired_scores(path, root)
+    print(f"64 px, 300 iterations: paired L1 input {l1_in:.4f} -> output {l1_out:.4f}; "
+          f"SSIM input {ssim_in:.4f} -> output {ssim_out:.4f}")
+    # Measured: L1 0.4115 -> 0.3908, SSIM 0.4408 -> 0.4694 (unpaired training: the pairs are only for scoring)
+    assert l1_out < l1_in - 0.01
+    assert ssim_out > ssim_in + 0.01
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(synthetic_root: Path, tmp_path: Path) -> None:
@@ -143,3 +148,14 @@ def test_export_is_written_by_even_the_shortest_run_and_gem_can_be_off(synthetic
     assert header["loss_recipe"] == "official" and header["iterations"] == 1
     assert (path.parent / "ttn.json").is_file() and (path.parent / "config.yaml").is_file()
     assert "enabled: false" in (path.parent / "config.yaml").read_text()
+
+
+def test_instance_normalised_content_loss_keeps_layout_but_frees_feature_levels() -> None:
+    from dctnet.losses.content import content_loss
+
+    features = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    levels = features * torch.rand(1, 8, 1, 1) * 3 + torch.randn(1, 8, 1, 1)  # a per-channel gain and offset
+    assert content_loss(levels, features, "instance") < 1e-3 < 0.5 < content_loss(levels, features)
+    assert content_loss(features.roll(4, -1), features, "instance") > 0.5  # moved content still costs
+    with pytest.raises(ValueError, match="content norm"):
+        content_loss(features, features, "batch")
