@@ -28,6 +28,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--channel-max", type=int, default=512)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="timed iterations (default: one lazy-R1 period, so regularisation is amortised as in "
+                             "training; fewer, e.g. 2 at 256 px on CPU, skip the lazy R1/path-length steps and "
+                             "under-estimate)")
     args = parser.parse_args()
     print(machine())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,12 +53,14 @@ def main() -> None:
         import time
 
         step()
+        iterations = args.iterations or stage.r1_every
         start = time.perf_counter()
-        for _ in range(stage.r1_every):
+        for _ in range(iterations):
             step()
-        seconds = (time.perf_counter() - start) / stage.r1_every
+        seconds = (time.perf_counter() - start) / iterations
         memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
-        print(f"CCN {size}px batch {args.batch} on {device}: {seconds * 1000:8.1f} ms/iteration (mean over one R1 period), "
+        print(f"CCN {size}px batch {args.batch} on {device}: {seconds * 1000:8.1f} ms/iteration (mean over {iterations} iterations"
+              f"{', one R1 period' if iterations == stage.r1_every else ', lazy regularisers not included'}), "
               f"peak memory {memory:.0f} MB")
 
 

@@ -4,7 +4,7 @@
 
 Runs roofline, stylize, train_step, gem, ttn and ccn_step in turn (one at a time: they share the cores),
 keeps their printed output verbatim, and derives the performance issue's targets from those figures.
-Takes ~30-40 minutes on 2 CPU cores.
+Takes ~35-45 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ RUNS = [
     ("Data pipeline (decode + GEM)", "gem.py", []),
     ("Stage 2 training iteration and inference", "ttn.py", []),
     ("Stage 1 iteration", "ccn_step.py", ["--sizes", "64"]),
+    ("Stage 1 iteration at 256 px (2 iterations: minutes each on CPU)", "ccn_step.py",
+     ["--sizes", "256", "--iterations", "2"]),
 ]
 
 
