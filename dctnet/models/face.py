@@ -45,14 +45,12 @@ class IdentityNet(nn.Module):
         x0, y0, x1, y1 = self.crop
         face = images[:, :, int(y0 * height) : max(int(y1 * height), int(y0 * height) + 1),
                       int(x0 * width) : max(int(x1 * width), int(x0 * width) + 1)]
-        face = F.interpolate(face, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        # facenet-pytorch's fixed_image_standardization: (x*255 - 127.5) / 128 == x * 127.5/128 for x in [-1, 1]
-        return self.network(face * (127.5 / 128.0))
-
+        return self.embed_aligned(face)
 
     def embed_aligned(self, faces: torch.Tensor) -> torch.Tensor:
         """Embeddings of already aligned face crops in [-1, 1] (no fixed crop; resized to the input size)."""
         faces = F.interpolate(faces, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        # facenet-pytorch's fixed_image_standardization: (x*255 - 127.5) / 128 == x * 127.5/128 for x in [-1, 1]
         return self.network(faces * (127.5 / 128.0))
 
 

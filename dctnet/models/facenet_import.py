@@ -62,15 +62,19 @@ def read_graph_constants(graph_path: Path) -> tuple[dict[str, np.ndarray], list]
     return constants, list(graph.node)
 
 
+def _torch_scope(tf_path: str) -> str:
+    """Rename a repeated block's TF scope to facenet-pytorch's: ``Repeat_1/block17_3/...`` -> ``repeat_2.2/...``."""
+    for tf_scope, torch_scope in SCOPES.items():
+        match = re.match(re.escape(tf_scope) + r"(\d+)(.*)", tf_path)
+        if match:
+            return f"{torch_scope}{int(match.group(1)) - 1}{match.group(2)}"
+    return tf_path
+
+
 def _conv_target(tf_layer: str, torch_keys: set[str], branch_members: dict[str, list[str]]) -> str:
     """facenet-pytorch prefix of one TF conv layer (``InceptionResnetV1/...`` without the leading scope)."""
     members = branch_members.get(tf_layer.rsplit("/", 1)[0], [])
-    for tf_scope, torch_scope in SCOPES.items():
-        match = re.match(re.escape(tf_scope) + r"(\d+)/(.*)", tf_layer)
-        if match:
-            tf_layer = f"{torch_scope}{int(match.group(1)) - 1}/{match.group(2)}"
-            break
-    parts = tf_layer.split("/")
+    parts = _torch_scope(tf_layer).split("/")
     if len(parts) == 1:  # stem: Conv2d_1a_3x3 -> conv2d_1a
         return "_".join(parts[0].lower().split("_")[:2])
     block = parts[0].replace("Mixed_", "mixed_").replace("Block8", "block8")
@@ -144,11 +148,7 @@ def _check_block_scales(constants: dict[str, np.ndarray], reference: torch.nn.Mo
         match = re.match(r"InceptionResnetV1/(Repeat(?:_\d)?/block\d+_\d+|Block8)/mul/x$", name)
         if not match:
             continue
-        scope = match.group(1)
-        for tf_scope, torch_scope in SCOPES.items():
-            if scope.startswith(tf_scope):
-                scope = f"{torch_scope}{int(scope[len(tf_scope):]) - 1}"
-        module = reference.get_submodule(scope.replace("Block8", "block8"))
+        module = reference.get_submodule(_torch_scope(match.group(1)).replace("Block8", "block8"))
         if not np.isclose(float(value), module.scale):
             raise CheckpointError(f"graph scale {float(value)} at {name} differs from facenet-pytorch's {module.scale}")
 
