@@ -60,10 +60,17 @@ def _stylize(args: argparse.Namespace) -> int:
     print(f"TTN on {body.backend.name}; tiles of {body.tile} px above that size; batches of {body.batch_size}")
     source, target = Path(args.input), Path(args.output)
     start = time.time()
-    if source.suffix.lower() in VIDEO_EXTENSIONS:
-        out = target / f"{source.stem}.mp4" if target.suffix == "" else target
+
+    def single_output(suffix: str) -> Path | None:
+        """The output file for a single input (inside ``target`` when it is a folder); None if it must be kept."""
+        out = target / f"{source.stem}{suffix}" if target.suffix == "" else target
         if out.exists() and not args.overwrite:
             print(f"{out} exists; use --overwrite", file=sys.stderr)
+            return None
+        return out
+
+    if source.suffix.lower() in VIDEO_EXTENSIONS:
+        if (out := single_output(".mp4")) is None:
             return 1
         frames, audio = stylize_video(stylizer, source, out, progress=True)
         print(f"{frames} frames stylized ({'audio copied' if audio else 'no audio'}), "
@@ -73,9 +80,7 @@ def _stylize(args: argparse.Namespace) -> int:
         report = stylize_folder(stylizer, source, target, overwrite=args.overwrite, progress=True)
         done, skipped = len(report.done), report.skipped
     elif source.suffix.lower() in IMAGE_EXTENSIONS:
-        out = target / f"{source.stem}.png" if target.suffix == "" else target
-        if out.exists() and not args.overwrite:
-            print(f"{out} exists; use --overwrite", file=sys.stderr)
+        if (out := single_output(".png")) is None:
             return 1
         try:
             write_image(out, stylizer(read_image(source)))

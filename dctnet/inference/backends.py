@@ -101,12 +101,15 @@ def fastest_backend(device: torch.device) -> str:
     return "onnxruntime" if device.type == "cpu" and importlib.util.find_spec("onnxruntime") else "torch"
 
 
+def _fresh(export: Path, model: Path) -> bool:
+    """``export`` exists and was written after ``model`` (so it is of this model)."""
+    return export.is_file() and export.stat().st_mtime >= model.stat().st_mtime
+
+
 def onnx_beside(model: Path) -> Path:
     """Where the ONNX export of ``model`` lives: beside it, or in the user cache when that folder is read-only."""
     beside = model.with_suffix(".onnx")
-    if beside.is_file() and beside.stat().st_mtime >= model.stat().st_mtime:
-        return beside
-    if os.access(model.parent, os.W_OK):
+    if _fresh(beside, model) or os.access(model.parent, os.W_OK):
         return beside
     digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
     return Path(os.path.expanduser("~/.cache/dctnet/onnx")) / f"{model.stem}-{digest}.onnx"
@@ -126,7 +129,7 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
     if half:
         raise ValueError("--half applies to the torch backend on CUDA")
     onnx_path = onnx_beside(model)
-    if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
+    if not _fresh(onnx_path, model):
         from dctnet.inference.export import export_model
 
         onnx_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -17,6 +19,19 @@ from dctnet.inference.tiling import tiled_apply
 from dctnet.models.unet import pad_to_multiple
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter); works on streams such as video frames."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class Stylizer:
@@ -48,8 +63,7 @@ class Stylizer:
         for index, image in enumerate(images):
             by_shape.setdefault(image.shape, []).append(index)
         for indices in by_shape.values():
-            for first in range(0, len(indices), self.batch_size):
-                chunk = indices[first:first + self.batch_size]
+            for chunk in _batches(indices, self.batch_size):
                 x, (height, width) = pad_to_multiple(torch.stack([to_tensor(images[k]) for k in chunk]), self.stride)
                 if max(height, width) > self.tile:
                     out = torch.cat([tiled_apply(self.backend, x[i:i + 1], self.tile, self.overlap, self.batch_size,
@@ -123,17 +137,6 @@ class PortraitStylizer:
         return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
-def _batches(items, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _frames(capture: cv2.VideoCapture):
     while True:
         ok, frame = capture.read()
@@ -203,25 +206,24 @@ def _copy_audio(source: Path, silent: Path, target: Path) -> bool:
         if not original.streams.audio:
             silent.replace(target)
             return False
-    temporary = temporary_beside(target, suffix=target.suffix)
-    try:
-        with av.open(str(silent)) as video, av.open(str(source)) as original, \
-                av.open(temporary, "w", format=_container_format(target)) as output:
-            streams = {video.streams.video[0]: output.add_stream_from_template(video.streams.video[0]),
-                       original.streams.audio[0]: output.add_stream_from_template(original.streams.audio[0])}
-            for container, stream in ((video, video.streams.video[0]), (original, original.streams.audio[0])):
-                for packet in container.demux(stream):
-                    if packet.dts is None:  # the demuxer's flush packet
-                        continue
-                    packet.stream = streams[stream]
-                    output.mux(packet)
-        Path(temporary).replace(target)
-        return True
-    except Exception as error:  # an audio codec the container cannot hold: keep the video, say so
-        Path(temporary).unlink(missing_ok=True)
-        log.warning("could not copy the audio of %s (%s); writing the video without audio", source, error)
-        silent.replace(target)
-        return False
+        temporary = temporary_beside(target, suffix=target.suffix)
+        try:
+            with av.open(str(silent)) as video, av.open(temporary, "w", format=_container_format(target)) as output:
+                streams = {video.streams.video[0]: output.add_stream_from_template(video.streams.video[0]),
+                           original.streams.audio[0]: output.add_stream_from_template(original.streams.audio[0])}
+                for container, stream in ((video, video.streams.video[0]), (original, original.streams.audio[0])):
+                    for packet in container.demux(stream):
+                        if packet.dts is None:  # the demuxer's flush packet
+                            continue
+                        packet.stream = streams[stream]
+                        output.mux(packet)
+            Path(temporary).replace(target)
+            return True
+        except Exception as error:  # an audio codec the container cannot hold: keep the video, say so
+            Path(temporary).unlink(missing_ok=True)
+            log.warning("could not copy the audio of %s (%s); writing the video without audio", source, error)
+            silent.replace(target)
+            return False
 
 
 def _container_format(path: Path) -> str:
