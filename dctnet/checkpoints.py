@@ -31,6 +31,10 @@ def save_model(path: str | Path, state: dict[str, torch.Tensor], kind: str, arch
     path = Path(path)
     header = {"format_version": FORMAT_VERSION, "kind": kind, "arch": arch, **(extra or {})}
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    broken = non_finite(tensors)
+    if broken:
+        raise CheckpointError(f"refusing to write {path}: non-finite values in {len(broken)} tensors "
+                              f"(first: {broken[:3]}); the model diverged")
     temporary = temporary_beside(path)
     try:
         save_file(tensors, temporary, metadata={"dctnet": json.dumps(header)})
@@ -68,7 +72,16 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
         )
     if kind is not None and header.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {header.get('kind')!r} model, expected {kind!r}")
+    broken = non_finite(state)
+    if broken:
+        raise CheckpointError(f"{path}: non-finite (NaN/inf) values in {len(broken)} tensors (first: {broken[:3]}); "
+                              "this model is broken, re-export it from a healthy checkpoint")
     return state, header
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def load_torch_file(path: str | Path) -> dict[str, Any]:

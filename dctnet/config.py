@@ -63,6 +63,21 @@ class DataConfig:
 
 
 @dataclass
+class DivergenceConfig:
+    """What a run does when training blows up (non-finite values, or a discriminator loss past ``max_d_loss``).
+
+    ``rollback`` reloads the last good ``last.ckpt`` and continues with every learning rate multiplied by
+    ``lr_factor``, at most ``max_rollbacks`` times; ``stop`` (or no checkpoint to return to) ends the run with
+    an error. Either way no export is written from a diverged model.
+    """
+
+    action: str = "rollback"  # rollback | stop
+    max_d_loss: float = 100.0  # LSGAN / logistic D losses are O(1) while training is healthy
+    max_rollbacks: int = 2
+    lr_factor: float = 0.5
+
+
+@dataclass
 class TrainerConfig:
     """Passed to ``pytorch_lightning.Trainer``. ``max_steps`` counts training *iterations*.
 
@@ -83,6 +98,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     fast_dev_run: bool = False
     gradient_clip_val: Optional[float] = None
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
 
 
 @dataclass
@@ -189,6 +205,7 @@ class TTNLossConfig:
     gan: str = "lsgan"  # lsgan | hinge
     surface: float = 2.0
     texture: float = 2.0
+    image: float = 0.0  # style discriminator on the output itself (the paper's L_sty); 0 = off, as official
     content: float = 200.0
     content_norm: str = "none"  # none (official) | instance: compare layout, not per-channel feature levels
     superpixel: float = 0.0  # official also matches a SLIC superpixel image; off by default (CPU cost)

@@ -7,6 +7,10 @@
 - Exact resume: Python, NumPy and torch RNG states are saved in every checkpoint and restored at the
   first batch after resuming (after Lightning has created its data iterators), so a resumed run
   continues the same random stream as an uninterrupted one.
+- Divergence guard: after every iteration each logged loss must be finite, discriminator losses below a
+  bound and the generator's weights finite; otherwise :class:`TrainingDiverged` stops the fit before
+  anything is checkpointed or exported (the driver then rolls back or stops, ``trainer.divergence``).
+  ``lr_scale`` multiplies every learning rate (set by a rollback, applied after a checkpoint restore).
 - Sample grids every ``sample_every`` iterations (PNG under ``<run>/samples`` and to the logger),
   and the user-facing safetensors export at the end of every run (rank 0 only).
 """
@@ -14,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 from abc import abstractmethod
 from pathlib import Path
@@ -28,6 +33,14 @@ from dctnet.data.datamodule import to_uint8
 from dctnet.data.decode import write_image
 
 STEPS_PER_ITERATION = 2  # one discriminator + one generator optimiser step
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced non-finite values or an exploding discriminator loss; nothing was saved after it."""
+
+    def __init__(self, iteration: int, reason: str) -> None:
+        super().__init__(f"training diverged at iteration {iteration}: {reason}")
+        self.iteration, self.reason = iteration, reason
 
 
 def requires_grad(module: nn.Module, flag: bool) -> None:
@@ -84,9 +97,11 @@ def _numpy_state_from_safe(state: dict[str, Any]) -> tuple:
 class GANModule(pl.LightningModule):
     """Base class; subclasses implement :meth:`training_iteration`, :meth:`sample_rows` and :meth:`export`."""
 
-    def __init__(self, out_dir: str, sample_every: int, batch_size: int) -> None:
+    def __init__(self, out_dir: str, sample_every: int, batch_size: int, max_d_loss: float = 100.0) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self.max_d_loss = max_d_loss
+        self.lr_scale = 1.0
         self.batch_size = batch_size  # per rank
         self.out_dir = str(out_dir)
         self.sample_every = sample_every
@@ -105,10 +120,38 @@ class GANModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         iteration = self.iteration
         logs = self.training_iteration(batch)
+        self.check_divergence(iteration, logs)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
                       prog_bar=False, on_step=True, on_epoch=False, sync_dist=True)
         if self.sample_every > 0 and (iteration % self.sample_every == 0):
             self.write_samples(iteration)
+
+    def check_divergence(self, iteration: int, logs: dict[str, Any]) -> None:
+        """Raise :class:`TrainingDiverged` on a non-finite loss or weight, or a discriminator loss past the bound."""
+        values = {k: float(v) for k, v in logs.items()}
+        bad = [f"{k}={v}" for k, v in values.items() if not math.isfinite(v)]
+        bad += [f"{k}={v:.3g} > trainer.divergence.max_d_loss={self.max_d_loss:g}" for k, v in values.items()
+                if k.startswith("d_") and math.isfinite(v) and abs(v) > self.max_d_loss]
+        with torch.no_grad():
+            weights = torch.stack([p.sum() for p in self.generator.parameters()]).sum()
+        if not torch.isfinite(weights):
+            bad.append("non-finite generator weights")
+        if bad:
+            raise TrainingDiverged(iteration, ", ".join(bad))
+
+    def on_train_start(self) -> None:
+        """Set every optimiser's lr to the configured one times ``lr_scale``: after a checkpoint restore the
+        config, not the checkpoint, decides the learning rate (and a rollback's scale applies)."""
+        for optimizer, lr in zip(self.trainer.optimizers, self.configured_lrs):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * self.lr_scale
+
+    def adam_pair(self, d_params: Any, lr_d: float, g_params: Any, lr_g: float,
+                  betas: tuple[float, float]) -> list[torch.optim.Optimizer]:
+        """The discriminator and generator Adam optimisers, in that order; remembers their configured lrs."""
+        self.configured_lrs = [lr_d, lr_g]
+        return [torch.optim.Adam(list(d_params), lr=lr_d, betas=betas),
+                torch.optim.Adam(list(g_params), lr=lr_g, betas=betas)]
 
     @property
     def world_size(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from dctnet.atomic import temporary_beside
 from dctnet.data.synthetic import ensure_dataset
-from dctnet.gan_base import STEPS_PER_ITERATION
+from dctnet.gan_base import STEPS_PER_ITERATION, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,33 @@ def iterations_for(cfg: DictConfig, stage_steps: int) -> int:
     return int(cfg.trainer.max_steps) if cfg.trainer.max_steps is not None else int(stage_steps)
 
 
+class KeepPreviousCheckpoint(pl.Callback):
+    """Before ``last.ckpt`` is overwritten, keep it as ``previous.ckpt`` (copied beside it, then renamed).
+
+    A divergence is detected one iteration after the update that caused it, so ``last.ckpt`` may already
+    hold the bad step; a rollback returns to ``previous.ckpt``, one checkpoint period older.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        last = self.directory / "last.ckpt"
+        if trainer.is_global_zero and last.is_file():
+            temporary = temporary_beside(last, ".ckpt")
+            shutil.copyfile(last, temporary)
+            os.replace(temporary, self.directory / "previous.ckpt")
+
+
+def rollback_checkpoint(stage_dir: Path) -> Path | None:
+    """The checkpoint a rollback returns to: ``previous.ckpt`` if kept, else ``last.ckpt``, else none."""
+    for name in ("previous.ckpt", "last.ckpt"):
+        path = stage_dir / "checkpoints" / name
+        if path.is_file():
+            return path
+    return None
+
+
 def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callbacks: list[Any] | None = None) -> pl.Trainer:
     t = cfg.trainer
     checkpoint = ModelCheckpoint(
@@ -89,7 +118,7 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
         fast_dev_run=t.fast_dev_run,
         gradient_clip_val=t.gradient_clip_val,
         default_root_dir=str(stage_dir),
-        callbacks=[checkpoint, *(extra_callbacks or [])],
+        callbacks=[KeepPreviousCheckpoint(stage_dir / "checkpoints"), checkpoint, *(extra_callbacks or [])],
         logger=loggers or False,
         use_distributed_sampler=False,  # our sampler draws a per-rank stream (dctnet.data.datamodule)
         num_sanity_val_steps=0,
@@ -102,14 +131,41 @@ def save_run_config(cfg: DictConfig, stage_dir: Path) -> None:
     (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
+DIVERGENCE_ACTIONS = ("rollback", "stop")
+
+
 def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.LightningDataModule, stage_dir: Path,
               iterations: int) -> pl.Trainer:
-    """Fit ``module`` for ``iterations`` iterations in ``stage_dir``, resuming per ``cfg.resume``."""
+    """Fit ``module`` for ``iterations`` iterations in ``stage_dir``, resuming per ``cfg.resume``.
+
+    If training diverges (:class:`TrainingDiverged`), nothing is checkpointed or exported after it;
+    with ``trainer.divergence.action=rollback`` the fit restarts from the last good ``last.ckpt`` with
+    every learning rate scaled by ``lr_factor`` (at most ``max_rollbacks`` times), else the error stands.
+    """
+    guard = cfg.trainer.divergence
+    if guard.action not in DIVERGENCE_ACTIONS:
+        raise ValueError(f"trainer.divergence.action must be one of {DIVERGENCE_ACTIONS}, got {guard.action!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     save_run_config(cfg, stage_dir)
-    trainer = build_trainer(cfg, stage_dir, iterations)
+    module.max_d_loss = float(guard.max_d_loss)
     ckpt = resume_path(cfg, stage_dir)
     if ckpt:
         log.info("resuming %s from %s", stage_dir.name, ckpt)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    return trainer
+    for rollback in range(int(guard.max_rollbacks) + 1):
+        trainer = build_trainer(cfg, stage_dir, iterations)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+            return trainer
+        except TrainingDiverged as error:
+            good = rollback_checkpoint(stage_dir)
+            if guard.action == "stop" or rollback == guard.max_rollbacks or good is None:
+                why = ("trainer.divergence.action=stop" if guard.action == "stop" else
+                       "no checkpoint to roll back to" if good is None else f"{guard.max_rollbacks} rollbacks used")
+                raise TrainingDiverged(error.iteration, f"{error.reason}. Stopped ({why}); no model was exported. "
+                                       "Lower the learning rates or the loss weights, or resume from "
+                                       f"{good or 'an earlier checkpoint'}.") from error
+            module.lr_scale *= float(guard.lr_factor)
+            ckpt = str(good)
+            log.warning("%s: %s. Rolling back to %s with learning rates x%g (rollback %d of %d)", stage_dir.name,
+                        error, good, module.lr_scale, rollback + 1, guard.max_rollbacks)
+    raise AssertionError("unreachable")

@@ -93,9 +93,7 @@ class CCNModule(GANModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         trainable = [p for n, p in self.generator.named_parameters() if n not in self.frozen]
         betas = (0.0, 0.99)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.stage.lr, betas=betas)
-        opt_g = torch.optim.Adam(trainable, lr=self.stage.lr, betas=betas)
-        return [opt_d, opt_g]
+        return self.adam_pair(self.discriminator.parameters(), self.stage.lr, trainable, self.stage.lr, betas)
 
     def train(self, mode: bool = True) -> "CCNModule":
         super().train(mode)

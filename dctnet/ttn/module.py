@@ -69,6 +69,9 @@ class TTNModule(GANModule):
         self.generator_ema = make_ema(self.generator)
         self.d_surface = PatchDiscriminator(3, discriminator.channels)
         self.d_texture = PatchDiscriminator(1, discriminator.channels)
+        # The paper's style discriminator on the image itself: sees colour, noise and sharpness together,
+        # which the blurred surface and the grey texture representations each hide. Off (0) in the official recipe.
+        self.d_image = PatchDiscriminator(3, discriminator.channels) if loss.image > 0 else None
         self.d_loss_fn, self.g_loss_fn = adversarial_losses(loss.gan)
         self.vgg = VGGFeatures(loss.vgg_layer, loss.vgg_pretrained, loss.vgg_weights) if loss.content > 0 else None
         self.regressor: AttributeRegressor | None = None
@@ -86,16 +89,15 @@ class TTNModule(GANModule):
                              persistent=False)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        d_params = [*self.d_surface.parameters(), *self.d_texture.parameters()]
-        if self.regressor is not None:
-            d_params += list(self.regressor.parameters())
-        opt_d = torch.optim.Adam(d_params, lr=self.lr_d, betas=self.betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
-        return [opt_d, opt_g]
+        d_params = [p for net in self._discriminators() for p in net.parameters()]
+        return self.adam_pair(d_params, self.lr_d, self.generator.parameters(), self.lr_g, self.betas)
 
     def stylize(self, photo: torch.Tensor, ema: bool = False) -> torch.Tensor:
         network = self.generator_ema if ema else self.generator
         return refine_output(photo, network(photo), self.loss_cfg.output_guided_filter)
+
+    def _discriminators(self) -> list[torch.nn.Module]:
+        return [net for net in (self.d_surface, self.d_texture, self.d_image, self.regressor) if net is not None]
 
     def _representations(self, image: torch.Tensor, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return surface(image, self.loss_cfg.surface_radius, self.loss_cfg.surface_eps), texture(image, grey)
@@ -110,9 +112,8 @@ class TTNModule(GANModule):
 
         # discriminators (+ attribute regressor on real photos)
         requires_grad(self.generator, False)
-        for net in (self.d_surface, self.d_texture, self.regressor):
-            if net is not None:
-                requires_grad(net, True)
+        for net in self._discriminators():
+            requires_grad(net, True)
         with torch.no_grad():
             fake = self.stylize(photo)
         real_s, real_t = self._representations(cartoon, grey)
@@ -120,6 +121,10 @@ class TTNModule(GANModule):
         d_surface = self.d_loss_fn(self.d_surface(real_s), self.d_surface(fake_s))
         d_texture = self.d_loss_fn(self.d_texture(real_t), self.d_texture(fake_t))
         d_total = d_surface + d_texture
+        if self.d_image is not None:
+            d_image = self.d_loss_fn(self.d_image(cartoon), self.d_image(fake))
+            d_total = d_total + d_image
+            logs["d_image"] = d_image.detach()
         if self.regressor is not None and labels is not None:
             regressor_loss = F.l1_loss(self.regressor(photo), labels.to(photo.dtype))
             d_total = d_total + regressor_loss
@@ -131,9 +136,8 @@ class TTNModule(GANModule):
 
         # generator
         requires_grad(self.generator, True)
-        for net in (self.d_surface, self.d_texture, self.regressor):
-            if net is not None:
-                requires_grad(net, False)
+        for net in self._discriminators():
+            requires_grad(net, False)
         fake = self.stylize(photo)
         if iteration < self.warmup_steps:  # White-box's pretraining: learn the identity mapping first
             total = F.l1_loss(fake, photo)
@@ -156,6 +160,10 @@ class TTNModule(GANModule):
         g_texture = self.g_loss_fn(self.d_texture(fake_t))
         total = w.surface * g_surface + w.texture * g_texture
         logs.update(g_surface=g_surface.detach(), g_texture=g_texture.detach())
+        if self.d_image is not None:
+            g_image = self.g_loss_fn(self.d_image(fake))
+            total = total + w.image * g_image
+            logs["g_image"] = g_image.detach()
         if self.vgg is not None:
             content = content_loss(self.vgg(fake), self.vgg(photo), w.content_norm)
             total = total + w.content * content
