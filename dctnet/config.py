@@ -141,7 +141,8 @@ class CCNStageConfig:
     ema_rampup: Optional[float] = 0.05  # half-life <= rampup * images seen (StyleGAN2-ADA); null = off
     diffaugment: list[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
     identity_weight: float = 0.0  # differentiable identity loss G_cartoon(w) vs G_src(w)
-    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. ["style."]
+    # parameter-name prefixes or glob patterns kept fixed, e.g. ["style."] or ["*noise.weight"]
+    freeze: list[str] = field(default_factory=list)
     flip: bool = True
 
 
@@ -166,6 +167,9 @@ class CCNConfig:
 
     stages: list[str] = field(default_factory=lambda: ["pretrain", "adapt", "sample"])
     source_checkpoint: Optional[str] = None  # G_src: rosinality .pt or our ccn.safetensors
+    # Pretrained G_src exports are kept here, keyed by model, pretrain recipe, photos and seed, and reused by
+    # later runs instead of pretraining again (as a user reuses the FFHQ checkpoint); null = always pretrain.
+    source_cache: Optional[str] = "${oc.env:DCTNET_CACHE,${oc.env:HOME}/.cache/dctnet}/g_src"
     model: StyleGANConfig = field(default_factory=StyleGANConfig)
     pretrain: CCNStageConfig = field(default_factory=CCNStageConfig)
     adapt: CCNStageConfig = field(default_factory=CCNStageConfig)

@@ -63,6 +63,7 @@ def tiny_overrides(root: Path, run_dir: Path) -> list[str]:
         "logger=csv",
         "identity.pretrained=false",
         "identity.input_size=96",
+        "ccn.source_cache=null",
         "ccn.model.size=16",
         "ccn.model.style_dim=32",
         "ccn.model.n_mlp=2",

@@ -200,11 +200,13 @@ def test_all_three_stages_run_from_the_config(synthetic_root: Path, tmp_path: Pa
 
 def test_frozen_layers_stay_fixed_while_the_rest_trains(synthetic_root: Path, tmp_path: Path) -> None:
     cfg = make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
-        "ccn.stages=[pretrain,adapt]", "trainer.max_steps=3", "ccn.adapt.freeze=[style.,conv1.]"])
+        "ccn.stages=[pretrain,adapt]", "trainer.max_steps=3", "ccn.adapt.freeze=[style.,conv1.,'*noise.weight']"])
     outputs = train_ccn(cfg)
     source, adapted = load_file(outputs["pretrain"]), load_file(outputs["adapt"])
+    noise_keys = [k for k in source if k.endswith("noise.weight")]
+    assert len(noise_keys) > 2  # the glob pattern matched the noise strengths of every layer
     for key in source:
-        if key.startswith(("g_ema.style.", "g_ema.conv1.")):
+        if key.startswith(("g_ema.style.", "g_ema.conv1.")) or key in noise_keys:
             assert torch.equal(source[key], adapted[key]), f"{key} is frozen but changed"
     assert not torch.equal(source["g_ema.convs.0.conv.weight"], adapted["g_ema.convs.0.conv.weight"])
 
@@ -235,3 +237,19 @@ def test_identity_loss_with_the_real_facenet_keeps_paired_identity(synthetic_roo
     # measured: 0.477 without the loss, 0.880 (min 0.673) with weight 20; weight 5 gave 0.735
     assert similarity[20.0].mean() > 0.8  # the stated bound
     assert similarity[20.0].mean() > similarity[0.0].mean() + 0.1
+
+
+def test_pretrained_source_is_cached_and_reused_only_for_the_same_recipe(synthetic_root: Path, tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    common = ["ccn.stages=[pretrain]", "trainer.max_steps=2", f"ccn.source_cache={cache}"]
+    first = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path / "a") + common))["pretrain"]
+    cached = list(cache.glob("g_src-*.safetensors"))
+    assert len(cached) == 1 and load_file(cached[0]).keys() == load_file(first).keys()
+    with caplog.at_level("INFO"):
+        again = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path / "b") + common))["pretrain"]
+    assert again == cached[0] and "reusing the pretrained G_src" in caplog.text
+    assert not (tmp_path / "b" / "ccn" / "pretrain").exists()  # no second pretraining
+    other = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path / "c") + common
+                                  + ["ccn.pretrain.lr=0.001"]))["pretrain"]
+    assert other == tmp_path / "c" / "ccn" / "pretrain" / "ccn.safetensors" and len(list(cache.glob("*"))) == 2

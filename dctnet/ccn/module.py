@@ -10,6 +10,7 @@ is what sampling and export use.
 from __future__ import annotations
 
 import random
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ class CCNModule(GANModule):
                 self.identity = build_identity_network(identity)
         self.generator_ema = make_ema(self.generator)
         self.frozen = [name for name, _ in self.generator.named_parameters()
-                       if any(name.startswith(prefix) for prefix in stage.freeze)]
+                       if any(name.startswith(pattern) or fnmatch(name, pattern) for pattern in stage.freeze)]
         for name, parameter in self.generator.named_parameters():
             if name in self.frozen:
                 parameter.requires_grad_(False)

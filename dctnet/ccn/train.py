@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from dctnet.ccn.module import CCNModule, build_discriminator, build_generator
 from dctnet.ccn.sampling import sample_calibrated
+from dctnet.atomic import temporary_beside
 from dctnet.ccn.source import load_source
 from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, typed
 from dctnet.data.datamodule import GANDataModule
+from dctnet.data.decode import list_images
 from dctnet.models.face import build_identity_network
 from dctnet.training import ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 
@@ -52,9 +58,7 @@ def train_ccn(cfg: DictConfig) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
     source_path = Path(cfg.ccn.source_checkpoint) if cfg.ccn.source_checkpoint else None
     if "pretrain" in cfg.ccn.stages:
-        source_path = outputs["pretrain"] = train_stage(cfg, "pretrain", None, ccn_dir)
-    if source_path is None and (ccn_dir / "pretrain" / "ccn.safetensors").is_file():
-        source_path = ccn_dir / "pretrain" / "ccn.safetensors"
+        source_path = outputs["pretrain"] = pretrained_source(cfg, ccn_dir)
     if "adapt" in cfg.ccn.stages:
         if source_path is None:
             raise ValueError("the adapt stage needs G_src: set ccn.source_checkpoint=<rosinality .pt or "
@@ -67,6 +71,32 @@ def train_ccn(cfg: DictConfig) -> dict[str, Path]:
         outputs["calibrated"] = sample_stage(cfg, model, load_source(source_path, model), load_source(adapted, model),
                                              ccn_dir / "calibrated")
     return outputs
+
+
+def source_cache_key(cfg: DictConfig) -> str:
+    """Hash of everything that determines a pretrained G_src: model, pretrain recipe, photos (names, sizes), seed."""
+    photos = [(p.name, p.stat().st_size) for p in list_images(cfg.data.photos)]
+    facts = {"model": OmegaConf.to_container(cfg.ccn.model, resolve=True),
+             "pretrain": OmegaConf.to_container(cfg.ccn.pretrain, resolve=True),
+             "max_steps": cfg.trainer.max_steps, "seed": cfg.seed, "max_images": cfg.data.max_images, "photos": photos}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pretrained_source(cfg: DictConfig, ccn_dir: Path) -> Path:
+    """G_src from ``ccn.source_cache`` when this exact pretraining was done before, else pretrain (and cache it)."""
+    cached = Path(cfg.ccn.source_cache).expanduser() / f"g_src-{source_cache_key(cfg)}.safetensors" \
+        if cfg.ccn.source_cache else None
+    if cached is not None and cached.is_file():
+        log.info("reusing the pretrained G_src %s (same model, recipe, photos and seed; ccn.source_cache=null "
+                 "to pretrain again)", cached)
+        return cached
+    exported = train_stage(cfg, "pretrain", None, ccn_dir)
+    if cached is not None and rank_zero_only.rank == 0:
+        temporary = temporary_beside(cached, ".safetensors")
+        shutil.copyfile(exported, temporary)
+        os.replace(temporary, cached)
+        log.info("pretrained G_src cached as %s", cached)
+    return exported
 
 
 def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, cartoon_state: dict, out_dir: Path) -> Path:
