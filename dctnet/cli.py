@@ -13,7 +13,7 @@ def _synth(args: argparse.Namespace) -> int:
     from dctnet.data.synthetic import generate_dataset
 
     out = generate_dataset(args.out, size=args.size, photos=args.photos, cartoons=args.cartoons, test=args.test,
-                           seed=args.seed)
+                           seed=args.seed, exemplars_without=args.exemplars_without)
     print(f"synthetic portraits written to {out}/(photos|cartoons|test_photos|test_cartoons)")
     return 0
 
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--photos", type=int, default=200)
     synth.add_argument("--cartoons", type=int, default=100)
     synth.add_argument("--test", type=int, default=16)
+    synth.add_argument("--exemplars-without", nargs="*", default=[], metavar="ATTRIBUTE",
+                       help="biased style set: training cartoons without these attributes "
+                            "(glasses, mask, long_hair, bun, dark_skin)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_synth)
     align = commands.add_parser("align", help="detect faces (MTCNN) and write 5-point aligned crops + alignment.csv")

@@ -24,6 +24,7 @@ class SynthConfig:
     cartoons: int = 100
     test: int = 16
     seed: int = 0
+    exemplars_without: list[str] = field(default_factory=list)  # biased style set: attributes no cartoon has
 
 
 @dataclass
@@ -197,8 +198,7 @@ class FacePerceptionConfig:
     """Facial perception loss: keep the output's facial expression equal to the input's."""
 
     kind: str = "expression"  # expression | identity | none
-    weight: float = 1.0
-    regressor_lr: float = 2e-4
+    weight: float = 1.0  # the attribute regressor trains with the discriminators (ttn.lr_d)
 
 
 @dataclass
@@ -212,7 +212,8 @@ class TTNLossConfig:
     image: float = 0.0  # style discriminator on the output itself (the paper's L_sty); 0 = off, as official
     content: float = 200.0
     content_norm: str = "none"  # none (official) | instance: compare layout, not per-channel feature levels
-    superpixel: float = 0.0  # official also matches a SLIC superpixel image; off by default (CPU cost)
+    superpixel: float = 0.0  # L1 between the output and its superpixel mean-colour image (flat regions)
+    superpixel_segments: int = 200  # the official seg_num at 256 px
     tv: float = 10000.0
     surface_radius: int = 5
     surface_eps: float = 0.2
@@ -228,6 +229,9 @@ class TTNConfig:
     """Stage 2: U-Net, discriminators, losses and optimiser. ``cartoons`` overrides data.cartoons."""
 
     cartoons: Optional[str] = None  # e.g. the calibrated samples of stage 1
+    # Real strokes for the texture discriminator: e.g. ${data.cartoons} (the exemplars themselves) when the
+    # calibrated samples are generated below the training size and so have blurred lines. null = ``cartoons``.
+    texture_cartoons: Optional[str] = None
     steps: int = 3000
     batch_size: int = 8
     lr_g: float = 2e-4

@@ -23,9 +23,32 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("dctnet.demo")
 
 
-def _config(overrides: list[str]):
+def _config(overrides: list[str], experiment: str = "demo"):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="ttn", overrides=["experiment=demo", "resume=never", *overrides])
+        return compose(config_name="ttn", overrides=[f"experiment={experiment}", "resume=never", *overrides])
+
+
+def train_method_and_ablations(extra: list[str], experiment: str = "demo") -> tuple[Path, dict[str, Path]]:
+    """Stage 1, then the TTN on its calibrated samples (dctnet) and the two ablations trained the same way.
+
+    Returns the calibrated-sample folder and ``{method: ttn.safetensors}``.
+    """
+    from dctnet.ccn.train import train_ccn
+    from dctnet.ttn.train import train_ttn
+
+    start = time.time()
+    base = _config(extra, experiment)
+    run_dir = Path(base.run_dir)
+    calibrated = train_ccn(base)["calibrated"]
+    log.info("stage 1 done in %.0f s: %s", time.time() - start, calibrated)
+    models = {
+        "dctnet": train_ttn(_config([f"ttn.cartoons={calibrated}", *extra], experiment)),
+        "ccn_none": train_ttn(_config([f"run_dir={run_dir}/ablations/ccn_none", *extra], experiment)),
+        "no_gem": train_ttn(_config([f"ttn.cartoons={calibrated}", "data/gem=none",
+                                     f"run_dir={run_dir}/ablations/no_gem", *extra], experiment)),
+    }
+    log.info("stage 2 and ablations done after %.0f s", time.time() - start)
+    return Path(calibrated), models
 
 
 def identity_overrides() -> list[str]:
@@ -48,12 +71,10 @@ def identity_overrides() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from dctnet.ccn.train import train_ccn
     from dctnet.data.decode import write_image
     from dctnet.inference.stylize import load_stylizer, stylize_folder
     from dctnet.metrics.run import run_evaluation
     from dctnet.training import prepare_environment
-    from dctnet.ttn.train import train_ttn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     prepare_environment()
@@ -62,15 +83,7 @@ def main(argv: list[str] | None = None) -> Path:
     start = time.time()
     base = _config(extra)
     run_dir = Path(base.run_dir)
-    calibrated = train_ccn(base)["calibrated"]
-    log.info("stage 1 done in %.0f s: %s", time.time() - start, calibrated)
-    models = {
-        "dctnet": train_ttn(_config([f"ttn.cartoons={calibrated}", *extra])),
-        "ccn_none": train_ttn(_config([f"run_dir={run_dir}/ablations/ccn_none", *extra])),
-        "no_gem": train_ttn(_config([f"ttn.cartoons={calibrated}", "data/gem=none",
-                                     f"run_dir={run_dir}/ablations/no_gem", *extra])),
-    }
-    log.info("stage 2 and ablations done after %.0f s", time.time() - start)
+    _, models = train_method_and_ablations(extra)
     stylizers = {name: load_stylizer(model) for name, model in models.items()}
     for name, stylizer in stylizers.items():  # the folders conf/experiment/demo.yaml names as evaluate.methods
         stylize_folder(stylizer, base.data.test_photos, run_dir / "stylized" / name, overwrite=True)

@@ -44,7 +44,7 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
     synth = cfg.data.synthetic
     if synth.generate:
         ensure_dataset(cfg.data.root, size=synth.size, photos=synth.photos, cartoons=synth.cartoons,
-                       test=synth.test, seed=synth.seed)
+                       test=synth.test, seed=synth.seed, exemplars_without=list(synth.exemplars_without))
 
 
 def resume_path(cfg: DictConfig, stage_dir: Path) -> str | None:
@@ -154,7 +154,8 @@ def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.Lightn
     for rollback in range(int(guard.max_rollbacks) + 1):
         trainer = build_trainer(cfg, stage_dir, iterations)
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+            # explicit: a planted checkpoint must not run code, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             return trainer
         except TrainingDiverged as error:
             good = rollback_checkpoint(stage_dir)

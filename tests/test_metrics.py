@@ -10,6 +10,7 @@ import pytest
 from conftest import make_config, tiny_overrides
 
 from dctnet.data.decode import list_images, read_image, write_image
+from dctnet.metrics.coverage import labelled_portraits, train_coverage_model
 from dctnet.metrics.distances import bootstrap_interval, feature_statistics, frechet_distance, kernel_distance
 from dctnet.metrics.run import run_evaluation
 
@@ -140,3 +141,14 @@ def test_random_metric_networks_are_the_same_in_every_run() -> None:
             outputs.append((identity(x), perceptual(x, x.flip(0)), features(images)))
     a, b = outputs
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+
+
+def test_attribute_coverage_counts_what_a_set_shows() -> None:
+    """The coverage classifier learns the synthetic attributes and counts them in new sets of either style."""
+    model = train_coverage_model(size=32, count=1200, steps=300, seed=0)
+    assert min(model.accuracy.values()) > 0.8, model.accuracy
+    images, labels = labelled_portraits(400, 32, seed=5)
+    glasses = model.names.index("glasses")
+    with_glasses = model.coverage(images[labels[:, glasses] == 1])["glasses"]
+    without_glasses = model.coverage(images[labels[:, glasses] == 0])["glasses"]
+    assert with_glasses > 0.8 and without_glasses < 0.2

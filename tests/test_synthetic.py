@@ -6,8 +6,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dctnet.data.decode import list_images, read_image
+from dctnet.data.synthetic import generate_dataset
 
 
 def test_folders_counts_and_sizes(synthetic_root: Path) -> None:
@@ -47,3 +49,22 @@ def test_attribute_labels_are_written_for_the_facial_perception_loss(synthetic_r
     assert len(rows) == 48 and set(rows[0]) == {"file", "eyes", "mouth"}
     values = np.array([[float(r["eyes"]), float(r["mouth"])] for r in rows])
     assert values.min() >= 0 and values.max() <= 1 and values.std(0).min() > 0.1
+
+
+def test_biased_exemplars_lack_the_excluded_attributes_while_photos_and_pairs_keep_them(tmp_path: Path) -> None:
+    root = generate_dataset(tmp_path, size=32, photos=120, cartoons=60, test=60, seed=1,
+                            exemplars_without=["glasses", "dark_skin"])
+
+    def share(folder: str, attribute: str) -> float:
+        with open(root / folder / "faces.csv") as handle:
+            return float(np.mean([row[attribute] == "True" for row in csv.DictReader(handle)]))
+
+    assert share("cartoons", "glasses") == 0 and share("cartoons", "dark_skin") == 0
+    assert share("photos", "glasses") > 0.1 and share("photos", "dark_skin") > 0.1
+    assert share("test_photos", "glasses") > 0.1
+    assert share("cartoons", "long_hair") > 0.1  # only the named attributes are left out
+
+
+def test_unknown_attribute_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown synthetic attribute.*glases.*choose from"):
+        generate_dataset(tmp_path, size=32, photos=1, cartoons=1, test=0, exemplars_without=["glases"])

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_config, tiny_overrides
 from safetensors.torch import load_file
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
+import dctnet.ttn.module as ttn_module
 from dctnet.checkpoints import load_model_file
 from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig
 from dctnet.data.datamodule import to_tensor
-from dctnet.data.decode import list_images, read_image
+from dctnet.data.decode import list_images, read_image, write_image
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.models.unet import UNetGenerator, pad_to_multiple
 from dctnet.ttn.module import TTNModule, refine_output
@@ -115,15 +117,16 @@ def test_translation_moves_64px_photos_toward_the_paired_cartoons(tmp_path_facto
                                                                   tmp_path: Path) -> None:
     root = ensure_dataset(tmp_path_factory.mktemp("synthetic64"), size=64, photos=200, cartoons=100, test=16, seed=3)
     cfg = make_config("ttn", tiny_overrides(root, tmp_path) + [
-        "data.size=64", "ttn/loss=cpu_small", "ttn/model=unet_small", "ttn.steps=400", "ttn.batch_size=8",
-        "ttn.warmup_steps=40", "ttn.lr_g=1e-3", "ttn.lr_d=1e-3", "ttn.discriminator.channels=[32,64,128]"])
+        "data.size=64", "ttn/loss=cpu_small", "ttn/model=unet_small", "ttn.steps=500", "ttn.batch_size=8",
+        "ttn.warmup_steps=40", "ttn.lr_g=5e-4", "ttn.lr_d=5e-4", "ttn.discriminator.channels=[32,64,128]"])
     path = train_ttn(cfg)
     l1_in, l1_out, ssim_in, ssim_out = _paired_scores(path, root)
-    print(f"64 px, 400 iterations: paired L1 input {l1_in:.4f} -> output {l1_out:.4f}; "
+    print(f"64 px, 500 iterations: paired L1 input {l1_in:.4f} -> output {l1_out:.4f}; "
           f"SSIM input {ssim_in:.4f} -> output {ssim_out:.4f}")
-    # Measured: L1 0.2695 -> 0.1954 (0.73x), SSIM 0.4877 -> 0.5281 (unpaired training: the pairs only score)
-    assert l1_out < l1_in - 0.01
-    assert ssim_out > ssim_in + 0.01
+    # Measured: L1 0.2695 -> 0.1947 (0.72x), SSIM 0.4877 -> 0.6114 (+0.124) (unpaired training: the pairs only
+    # score). A blurred copy of the input (the old recipe) scored 0.99x and +0.00: the margins below catch it.
+    assert l1_out < 0.85 * l1_in
+    assert ssim_out > ssim_in + 0.06
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(synthetic_root: Path, tmp_path: Path) -> None:
@@ -159,3 +162,21 @@ def test_instance_normalised_content_loss_keeps_layout_but_frees_feature_levels(
     assert content_loss(features.roll(4, -1), features, "instance") > 0.5  # moved content still costs
     with pytest.raises(ValueError, match="content norm"):
         content_loss(features, features, "batch")
+
+
+def test_texture_discriminator_can_learn_strokes_from_another_folder(synthetic_root: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ttn.texture_cartoons`` feeds the texture discriminator's real side from its own folder."""
+    white = tmp_path / "white"
+    for k in range(3):
+        write_image(white / f"{k}.png", np.full((32, 32, 3), 255, np.uint8))
+    seen: list[torch.Tensor] = []
+    real_texture = ttn_module.texture
+    monkeypatch.setattr(ttn_module, "texture", lambda image, grey: seen.append(image.detach()) or real_texture(image, grey))
+    train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "run") + [
+        "trainer.max_steps=1", "ttn.warmup_steps=0", f"ttn.texture_cartoons={white}"]))
+    assert any(bool((image == 1).all()) for image in seen)  # the all-white folder reached the texture D
+    seen.clear()
+    train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "default") + [
+        "trainer.max_steps=1", "ttn.warmup_steps=0"]))
+    assert seen and not any(bool((image == 1).all()) for image in seen)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -191,6 +190,3 @@ class CCNModule(GANModule):
             state["latent_avg"] = self.generator_ema.mean_latent(4096)[0]
         return save_model(Path(path) / "ccn.safetensors", state, kind="stylegan2", arch=arch,
                           extra={"mode": self.mode, **self.export_extras()})
-
-    def state_for_next_stage(self) -> dict[str, Any]:
-        return {"g_ema": self.generator_ema.state_dict(), "d": self.discriminator.state_dict()}

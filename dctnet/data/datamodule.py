@@ -63,7 +63,6 @@ class DomainsDataset(Dataset):
 
     def __init__(self, folders: dict[str, ImageFolder], gem: GemConfig | None) -> None:
         self.folders = folders
-        self.gem_cfg = gem
         self.gem = build_gem(gem) if gem is not None else None
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ hold different random faces in each domain (unpaired); the test folders hold exa
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from dctnet.data.decode import write_image
 
-GENERATOR_VERSION = 3  # bump when the rendering or the files written change: old datasets are regenerated
+GENERATOR_VERSION = 4  # bump when the rendering or the files written change: old datasets are regenerated
 SUPERSAMPLE = 4  # draw at 4x and downsample with area interpolation: anti-aliased edges
 
 
@@ -47,6 +48,29 @@ class FaceParams:
     glasses: bool
     mask: bool
     light: float  # direction of the key light for the photo rendering, radians
+    skin_tone: float  # 0 dark .. 1 light; ``skin`` is derived from it
+
+
+# Attributes a portrait has or not: the labels of the coverage classifier, and what a biased exemplar set
+# (``exemplars_without``) leaves out of the training cartoons while photos and test pairs keep them.
+ATTRIBUTES: dict[str, Callable[[FaceParams], bool]] = {
+    "glasses": lambda face: face.glasses,
+    "mask": lambda face: face.mask,
+    "long_hair": lambda face: face.hair_style == 1,
+    "bun": lambda face: face.hair_style == 2,
+    "dark_skin": lambda face: face.skin_tone < 0.45,
+}
+
+
+def face_attributes(face: FaceParams) -> dict[str, bool]:
+    return {name: bool(has(face)) for name, has in ATTRIBUTES.items()}
+
+
+def check_attributes(names: Sequence[str]) -> list[str]:
+    unknown = [name for name in names if name not in ATTRIBUTES]
+    if unknown:
+        raise ValueError(f"unknown synthetic attribute(s) {unknown}; choose from {sorted(ATTRIBUTES)}")
+    return list(names)
 
 
 def _colour(rng: np.random.Generator, low: float, high: float) -> tuple[float, float, float]:
@@ -79,7 +103,16 @@ def sample_face(rng: np.random.Generator) -> FaceParams:
         glasses=bool(rng.random() < 0.25),
         mask=bool(rng.random() < 0.1),
         light=float(rng.uniform(0, 2 * np.pi)),
+        skin_tone=float(skin_tone),
     )
+
+
+def sample_face_without(rng: np.random.Generator, excluded: Sequence[str]) -> FaceParams:
+    """Draw faces until one has none of the ``excluded`` attributes (the biased exemplar set)."""
+    while True:
+        face = sample_face(rng)
+        if not any(ATTRIBUTES[name](face) for name in excluded):
+            return face
 
 
 def _bgr255(colour: tuple[float, float, float], gain: float = 1.0) -> tuple[int, int, int]:
@@ -211,13 +244,16 @@ def generate_dataset(
     cartoons: int = 100,
     test: int = 16,
     seed: int = 0,
+    exemplars_without: Sequence[str] = (),
 ) -> Path:
     """Write ``photos/``, ``cartoons/`` (different faces) and paired ``test_photos/`` + ``test_cartoons/``.
 
-    A ``faces.csv`` per folder records each image's parameters (eye and mouth openness are the
-    labels the facial perception loss can be checked against).
+    A ``faces.csv`` per folder records each image's parameters and attributes (eye and mouth openness are
+    the labels the facial perception loss can be checked against). ``exemplars_without`` names attributes
+    (see ``ATTRIBUTES``) that no training cartoon has, as in a biased few-shot style set.
     """
     out = Path(out)
+    excluded = check_attributes(exemplars_without)
     rng = np.random.default_rng(seed)
     plan = [("photos", photos, ("photo",)), ("cartoons", cartoons, ("cartoon",)),
             ("test", test, ("photo", "cartoon"))]
@@ -225,10 +261,10 @@ def generate_dataset(
         folders = {st: out / (f"test_{st}s" if name == "test" else name) for st in styles}
         rows = []
         for index in range(count):
-            face = sample_face(rng)
+            face = sample_face_without(rng, excluded) if name == "cartoons" else sample_face(rng)
             for st, folder in folders.items():
                 write_image(folder / f"{index:05d}.png", render(face, size, st, rng))
-            rows.append({"file": f"{index:05d}.png", **asdict(face)})
+            rows.append({"file": f"{index:05d}.png", **asdict(face), **face_attributes(face)})
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / "attributes.csv", "w", newline="") as handle:
@@ -243,14 +279,17 @@ def generate_dataset(
     return out
 
 
-def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test: int, seed: int) -> Path:
+def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test: int, seed: int,
+                   exemplars_without: Sequence[str] = ()) -> Path:
     """Generate the synthetic dataset under ``root`` unless it is already complete."""
     root = Path(root)
     marker = root / ".complete"
-    signature = f"version={GENERATOR_VERSION} size={size} photos={photos} cartoons={cartoons} test={test} seed={seed}\n"
+    signature = (f"version={GENERATOR_VERSION} size={size} photos={photos} cartoons={cartoons} test={test} "
+                 f"seed={seed} exemplars_without={','.join(exemplars_without)}\n")
     if marker.is_file() and marker.read_text() == signature:
         return root
     marker.unlink(missing_ok=True)
-    generate_dataset(root, size=size, photos=photos, cartoons=cartoons, test=test, seed=seed)
+    generate_dataset(root, size=size, photos=photos, cartoons=cartoons, test=test, seed=seed,
+                     exemplars_without=exemplars_without)
     marker.write_text(signature)
     return root

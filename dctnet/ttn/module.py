@@ -2,7 +2,7 @@
 
 Per iteration:
 - discriminator update: surface and texture PatchGANs on real cartoons vs stylized photos (LSGAN or
-  hinge), plus the attribute regressor's supervised fit on photos when the expression loss is on;
+  hinge; the texture one optionally on another cartoon folder, ``ttn.texture_cartoons``), plus the attribute regressor's supervised fit on photos when the expression loss is on;
 - generator update: weighted adversarial terms on both representations, VGG19 content loss against
   the input photo, total variation, and the facial perception loss (expression attributes of the
   output must match the input's labels, or identity embeddings must match, or nothing).
@@ -22,6 +22,7 @@ from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.content import CONTENT_NORMS, content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
 from dctnet.losses.representations import guided_filter, random_grey_weights, surface, texture
+from dctnet.losses.superpixel import superpixel_mean
 from dctnet.models.discriminators import AttributeRegressor, PatchDiscriminator
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
 from dctnet.models.unet import UNetGenerator
@@ -117,6 +118,8 @@ class TTNModule(GANModule):
         with torch.no_grad():
             fake = self.stylize(photo)
         real_s, real_t = self._representations(cartoon, grey)
+        if "texture_cartoon" in batch:  # strokes from another folder (ttn.texture_cartoons)
+            real_t = texture(batch["texture_cartoon"], grey)
         fake_s, fake_t = self._representations(fake, grey)
         d_surface = self.d_loss_fn(self.d_surface(real_s), self.d_surface(fake_s))
         d_texture = self.d_loss_fn(self.d_texture(real_t), self.d_texture(fake_t))
@@ -168,6 +171,10 @@ class TTNModule(GANModule):
             content = content_loss(self.vgg(fake), self.vgg(photo), w.content_norm)
             total = total + w.content * content
             logs["content"] = content.detach()
+        if w.superpixel > 0:  # the structure representation: ask for flat, segment-wise constant colours
+            structure = F.l1_loss(fake, superpixel_mean(fake.detach(), w.superpixel_segments))
+            total = total + w.superpixel * structure
+            logs["superpixel"] = structure.detach()
         if w.tv > 0:
             tv = total_variation(fake)
             total = total + w.tv * tv

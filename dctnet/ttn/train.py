@@ -29,8 +29,11 @@ def train_ttn(cfg: DictConfig) -> Path:
     ttn = cfg.ttn
     stage_dir = Path(cfg.run_dir) / "ttn"
     iterations = iterations_for(cfg, ttn.steps)
+    domains = {"photo": str(cfg.data.photos), "cartoon": cartoon_folder(cfg)}
+    if ttn.texture_cartoons:
+        domains["texture_cartoon"] = str(ttn.texture_cartoons)
     datamodule = GANDataModule(
-        {"photo": str(cfg.data.photos), "cartoon": cartoon_folder(cfg)}, size=cfg.data.size,
+        domains, size=cfg.data.size,
         batch_size=ttn.batch_size, seed=cfg.seed, total_iterations=iterations, gem=typed(cfg.data.gem, GemConfig),
         num_workers=cfg.data.num_workers, max_pixels=cfg.data.max_pixels, cache=cfg.data.cache,
         max_images=cfg.data.max_images,

@@ -1,0 +1,172 @@
+"""Few-shot learning benchmark: does the method learn the style, and does calibration beat no calibration?
+
+Runs the whole method at toy scale on CPU (``experiment=learning``: 64 px synthetic portraits, 1000 photos,
+100 training cartoons none of which has dark skin, 200 exact test pairs), the ``ccn_none`` and ``no_gem``
+ablations, then scores every method with evaluate.py's metrics (95 % bootstrap intervals) on
+- all test pairs,
+- the attribute subset (test faces with the attribute no exemplar shows),
+- a geometry-shifted copy of the test pairs (rotated, scaled, off-centre: what GEM is for),
+and counts attributes (coverage) in the photos, the exemplars and the calibrated samples.
+Writes ``docs/learning.md`` and its grids under ``docs/learning/``. About 30-45 min on 2 cores.
+
+    python benchmarks/learning.py [hydra overrides, e.g. ttn.steps=200 for a quick look]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine  # noqa: E402
+
+from dctnet.config import register_configs  # noqa: E402
+from dctnet.data.decode import list_images, read_image, write_image  # noqa: E402
+from dctnet.data.datamodule import to_tensor  # noqa: E402
+from dctnet.demo import _config, train_method_and_ablations  # noqa: E402
+from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
+from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
+from dctnet.metrics.run import run_evaluation  # noqa: E402
+from dctnet.training import prepare_environment  # noqa: E402
+
+EXPERIMENT = "learning"
+SHIFT_SEED = 1234
+
+
+def cpu_flags() -> str:
+    """The CPU features that change the figures (bf16/int8 units), printed beside them."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"]
+    return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512/amx"
+
+
+def shifted_pair(photo: np.ndarray, cartoon: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The same random rotation (±25°), scale (0.7-1.2) and off-centre shift (±15 %) applied to both images."""
+    size = photo.shape[0]
+    angle, scale = rng.uniform(-25, 25), rng.uniform(0.7, 1.2)
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    matrix[:, 2] += rng.uniform(-0.15, 0.15, size=2) * size
+    warp = lambda image: cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,  # noqa: E731
+                                        borderMode=cv2.BORDER_REFLECT_101)
+    return warp(photo), warp(cartoon)
+
+
+def test_sets(data_root: Path, out: Path, attribute: str) -> dict[str, tuple[Path, Path]]:
+    """``{name: (photos, paired targets)}``: all pairs, the ``attribute`` subset, the geometry-shifted pairs."""
+    photos, targets = data_root / "test_photos", data_root / "test_cartoons"
+    with open(photos / "faces.csv") as handle:
+        has = {row["file"] for row in csv.DictReader(handle) if row[attribute] == "True"}
+    sets = {"all": (photos, targets)}
+    subset = (out / "sets" / attribute / "photos", out / "sets" / attribute / "targets")
+    shifted = (out / "sets" / "shifted" / "photos", out / "sets" / "shifted" / "targets")
+    rng = np.random.default_rng(SHIFT_SEED)
+    for path in list_images(photos):
+        target = targets / path.name
+        if path.name in has:
+            for folder, source in zip(subset, (path, target)):
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, folder / path.name)
+        moved = shifted_pair(read_image(path), read_image(target), rng)
+        for folder, image in zip(shifted, moved):
+            write_image(folder / path.name, image)
+    sets[f"with {attribute}"] = subset
+    sets["geometry-shifted"] = shifted
+    return sets
+
+
+def coverage_table(data_root: Path, calibrated: Path, size: int) -> tuple[list[str], dict[str, dict[str, float]]]:
+    model = train_coverage_model(size=size)
+    logging.info("coverage classifier held-out accuracy: %s", model.accuracy)
+
+    def load(folder: Path, limit: int = 1000) -> torch.Tensor:
+        images = [read_image(p) for p in list_images(folder)[:limit]]
+        images = [cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in images]
+        return torch.stack([to_tensor(im) for im in images])
+
+    sets = {"photos (training)": data_root / "photos", "exemplars (training cartoons)": data_root / "cartoons",
+            "calibrated samples (kept)": calibrated, "test photos": data_root / "test_photos"}
+    table = {name: model.coverage(load(folder)) for name, folder in sets.items()}
+    table["classifier accuracy (held out)"] = model.accuracy
+    return model.names, table
+
+
+def markdown(results: dict[str, dict], coverage: tuple[list[str], dict[str, dict[str, float]]], header: list[str],
+             grids: dict[str, str]) -> str:
+    def cell(value: dict | None) -> str:
+        return "—" if value is None else f"{value['mean']:.4f} [{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
+
+    lines = ["# Learning benchmark (`python benchmarks/learning.py`)", "", *header, ""]
+    for name, methods in results.items():
+        base = methods["identity"]["paired_l1"]["mean"]
+        lines += [f"## Test set: {name} ({methods['identity']['paired_l1']['count']} pairs)", "",
+                  "| method | paired L1 ↓ | L1 / input's | paired SSIM ↑ | paired LPIPS ↓ | FID ↓ |", "|---|---|---|---|---|---|"]
+        for method, m in methods.items():
+            lines.append(f"| {method} | {cell(m.get('paired_l1'))} | {m['paired_l1']['mean'] / base:.2f} | "
+                         f"{cell(m.get('paired_ssim'))} | {cell(m.get('paired_lpips'))} | {m.get('fid', float('nan')):.1f} |")
+        lines += ["", f"![{name}]({grids[name]})", ""]
+    names, table = coverage
+    lines += ["## Attribute coverage (fraction of images showing each attribute)", "",
+              "| set | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {row} | " + " | ".join(f"{values[n]:.2f}" for n in names) + " |" for row, values in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    prepare_environment()
+    register_configs()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    start = time.time()
+    base = _config(argv, EXPERIMENT)
+    run_dir, data_root = Path(base.run_dir), Path(base.data.root)
+    calibrated, models = train_method_and_ablations(argv, EXPERIMENT)
+    trained = time.time() - start
+    docs = ROOT / "docs"
+    (docs / "learning").mkdir(parents=True, exist_ok=True)
+    stylizers = {name: load_stylizer(model) for name, model in models.items()}
+    results, grids = {}, {}
+    attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
+    for name, (photos, targets) in test_sets(data_root, run_dir / "benchmark", attribute).items():
+        slug = name.replace(" ", "_")
+        out = run_dir / "benchmark" / slug
+        for method, stylizer in stylizers.items():
+            stylize_folder(stylizer, photos, out / method, overwrite=True)
+        methods = ",".join(f"{m}:{out / m}" for m in stylizers)
+        report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
+                                         f"evaluate.methods={{{methods}}}", f"evaluate.out_dir={out / 'eval'}"],
+                                        EXPERIMENT))
+        results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
+        shutil.copy2(report.parent / "grid.png", docs / "learning" / f"{slug}.png")
+        grids[name] = f"learning/{slug}.png"
+    coverage = coverage_table(data_root, calibrated, base.data.size)
+    header = [f"- machine: {machine()} | CPU features: {cpu_flags()}",
+              f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "
+              f"exemplars without {list(base.data.synthetic.exemplars_without)}, seed {base.seed}, "
+              f"data seed {base.data.synthetic.seed}, shifted-set seed {SHIFT_SEED}",
+              f"- recipe: stage 1 pretrain {base.ccn.pretrain.steps} + adapt {base.ccn.adapt.steps} iterations, "
+              f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem); overrides: {argv or 'none'}",
+              f"- training {trained / 60:.1f} min, total {(time.time() - start) / 60:.1f} min",
+              "- intervals: 95 % bootstrap over test images; LPIPS and FID use random-weight backbones (no "
+              "pretrained weights offline), so compare them only within this table",
+              "- grid rows: source photos, identity, cartoon_filter, dctnet, ccn_none, no_gem, paired target"]
+    (docs / "learning.md").write_text(markdown(results, coverage, header, grids))
+    print((docs / "learning.md").read_text())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
