@@ -289,6 +289,22 @@ def typed(node: Any, schema: type) -> Any:
     return value
 
 
+def check_known_keys(cfg: Any) -> None:
+    """Every key of ``cfg`` exists in the schema: ``+ttn.unknwon=1`` is refused like ``ttn.unknwon=1`` is.
+
+    Hydra's ``+`` appends to a structured node without complaint, so a misspelt key would change nothing.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    schema = OmegaConf.structured(RunConfig)
+    try:
+        OmegaConf.merge(schema, OmegaConf.to_container(cfg, resolve=False))
+    except ConfigKeyError as error:
+        raise ValueError(f"unknown config key {error.full_key!r}: it is not in the schema (dctnet/config.py), "
+                         "so it would change nothing. Check the spelling.") from None
+
+
 def register_configs() -> None:
     """Register the schema so that ``conf/*.yaml`` can name it first in their defaults list."""
     ConfigStore.instance().store(name="run_schema", node=RunConfig)

@@ -17,6 +17,8 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -61,7 +63,19 @@ def resume_path(cfg: DictConfig, stage_dir: Path) -> str | None:
 
 def iterations_for(cfg: DictConfig, stage_steps: int) -> int:
     """The stage length in iterations: ``trainer.max_steps`` overrides every stage's own ``steps``."""
-    return int(cfg.trainer.max_steps) if cfg.trainer.max_steps is not None else int(stage_steps)
+    iterations = int(cfg.trainer.max_steps) if cfg.trainer.max_steps is not None else int(stage_steps)
+    if iterations < 0:
+        raise ValueError(f"the number of iterations must be >= 0 (trainer.max_steps or the stage's steps), "
+                         f"got {iterations}")
+    return iterations
+
+
+def check_optimiser(prefix: str, batch_size: int, betas: Any | None = None) -> None:
+    """Clear errors for settings that would otherwise fail deep inside a library."""
+    if int(batch_size) < 1:
+        raise ValueError(f"{prefix}.batch_size must be >= 1, got {batch_size}")
+    if betas is not None and (len(betas) != 2 or not all(0 <= float(b) < 1 for b in betas)):
+        raise ValueError(f"{prefix}.betas must be two numbers in [0, 1) (Adam's beta1, beta2), got {list(betas)}")
 
 
 class KeepPreviousCheckpoint(pl.Callback):
@@ -82,6 +96,30 @@ class KeepPreviousCheckpoint(pl.Callback):
             os.replace(temporary, self.directory / "previous.ckpt")
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Each checkpoint is written to a temporary file beside its target, then renamed over it.
+
+    Lightning's own atomic save stages the file in ``$TMPDIR`` and moves it; across filesystems that move is
+    a copy, and a kill during it truncates ``last.ckpt``. A rename within one folder cannot be half done.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        temporary = temporary_beside(path, ".ckpt")
+        try:
+            torch.save(checkpoint, temporary)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+
+def remove_interrupted_writes(directory: Path) -> None:
+    """Temporaries of writes killed mid-way (``.<name>.*.ckpt`` beside their targets) are deleted."""
+    for leftover in Path(directory).glob(".*.ckpt"):
+        leftover.unlink(missing_ok=True)
+
+
 def rollback_checkpoint(stage_dir: Path) -> Path | None:
     """The checkpoint a rollback returns to: ``previous.ckpt`` if kept, else ``last.ckpt``, else none."""
     for name in ("previous.ckpt", "last.ckpt"):
@@ -100,6 +138,8 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
         save_top_k=0,
         every_n_train_steps=max(1, int(t.checkpoint_every)) * STEPS_PER_ITERATION,
         save_on_train_epoch_end=True,
+        # never last-v1.ckpt: a re-run with another checkpoint_every must overwrite (and resume from) last.ckpt
+        enable_version_counter=False,
     )
     loggers = []
     if cfg.logger is not None:
@@ -119,6 +159,7 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
         gradient_clip_val=t.gradient_clip_val,
         default_root_dir=str(stage_dir),
         callbacks=[KeepPreviousCheckpoint(stage_dir / "checkpoints"), checkpoint, *(extra_callbacks or [])],
+        plugins=[AtomicCheckpointIO()],
         logger=loggers or False,
         use_distributed_sampler=False,  # our sampler draws a per-rank stream (dctnet.data.datamodule)
         num_sanity_val_steps=0,
@@ -147,6 +188,7 @@ def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.Lightn
         raise ValueError(f"trainer.divergence.action must be one of {DIVERGENCE_ACTIONS}, got {guard.action!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     save_run_config(cfg, stage_dir)
+    remove_interrupted_writes(stage_dir / "checkpoints")
     module.max_d_loss = float(guard.max_d_loss)
     ckpt = resume_path(cfg, stage_dir)
     if ckpt:

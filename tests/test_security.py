@@ -31,3 +31,20 @@ def test_a_planted_resume_checkpoint_cannot_run_code(synthetic_root: Path, tmp_p
     with pytest.raises(Exception, match="(?i)weights.only|unsupported global|pickle"):
         train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + ["trainer.max_steps=2"]))
     assert not marker.exists()
+
+
+
+def test_a_crafted_inception_fid_file_is_refused_before_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch-fidelity loads with weights_only=False; dctnet forces the safe loader around it."""
+    from dctnet.metrics.features import build_feature_extractor
+    from dctnet.weights import REGISTRY
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned"
+    planted = REGISTRY["inception-fid"].path
+    planted.parent.mkdir(parents=True)
+    torch.save({"payload": Payload(marker)}, planted)
+    with pytest.raises(Exception, match="(?i)weights.only|unsupported global|pickle"):
+        build_feature_extractor("inception")
+    assert not marker.exists()

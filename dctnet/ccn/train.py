@@ -18,11 +18,11 @@ from dctnet.ccn.module import CCNModule, build_discriminator, build_generator
 from dctnet.ccn.sampling import sample_calibrated
 from dctnet.atomic import temporary_beside
 from dctnet.ccn.source import load_source
-from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, typed
+from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, check_known_keys, typed
 from dctnet.data.datamodule import GANDataModule
 from dctnet.data.decode import list_images
 from dctnet.models.face import build_identity_network
-from dctnet.training import ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 
 log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
@@ -34,6 +34,7 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
     model: StyleGANConfig = typed(cfg.ccn.model, StyleGANConfig)
     stage_dir = ccn_dir / mode
     iterations = iterations_for(cfg, stage_cfg.steps)
+    check_optimiser(f"ccn.{mode}", stage_cfg.batch_size)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = CCNModule(model, stage_cfg, mode, str(stage_dir), int(cfg.trainer.sample_every),
                        identity=typed(cfg.identity, IdentityConfig), source_state=source_state)
@@ -49,6 +50,7 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
 def train_ccn(cfg: DictConfig) -> dict[str, Path]:
     """Run stage 1 as configured; returns the paths it produced (exports, calibrated folder)."""
     prepare_environment()
+    check_known_keys(cfg)
     unknown = set(cfg.ccn.stages) - set(STAGES)
     if unknown:
         raise ValueError(f"ccn.stages has unknown entries {sorted(unknown)}; choose from {STAGES}")

@@ -10,6 +10,9 @@ hold different random faces in each domain (unpaired); the test folders hold exa
 from __future__ import annotations
 
 import csv
+import hashlib
+import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +21,8 @@ import cv2
 import numpy as np
 
 from dctnet.data.decode import write_image
+
+log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 4  # bump when the rendering or the files written change: old datasets are regenerated
 SUPERSAMPLE = 4  # draw at 4x and downsample with area interpolation: anti-aliased edges
@@ -281,15 +286,33 @@ def generate_dataset(
 
 def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test: int, seed: int,
                    exemplars_without: Sequence[str] = ()) -> Path:
-    """Generate the synthetic dataset under ``root`` unless it is already complete."""
+    """Generate the synthetic dataset under ``root`` unless it is already complete with these parameters.
+
+    Existing data is never rewritten: a dataset generated with other parameters is moved aside to
+    ``<root>.<old signature hash>`` (with a warning), and a folder that the generator did not write is an error.
+    """
     root = Path(root)
-    marker = root / ".complete"
+    marker, generating = root / ".complete", root / ".generating"
     signature = (f"version={GENERATOR_VERSION} size={size} photos={photos} cartoons={cartoons} test={test} "
                  f"seed={seed} exemplars_without={','.join(exemplars_without)}\n")
     if marker.is_file() and marker.read_text() == signature:
         return root
-    marker.unlink(missing_ok=True)
+    if marker.is_file():
+        old = marker.read_text()
+        aside = root.with_name(f"{root.name}.{hashlib.sha256(old.encode()).hexdigest()[:8]}")
+        if aside.exists():
+            shutil.rmtree(root)  # that older dataset is already kept aside; this copy is a regenerable duplicate
+        else:
+            root.rename(aside)
+        log.warning("synthetic data in %s was generated with other parameters (%s); kept at %s, generating anew",
+                    root, old.strip(), aside)
+    elif root.is_dir() and any(root.iterdir()) and not generating.is_file():
+        raise FileExistsError(f"data.root={root} holds files the synthetic generator did not write; set "
+                              "data.root to an empty or new folder, or data.synthetic.generate=false to use them")
+    root.mkdir(parents=True, exist_ok=True)
+    generating.write_text(signature)
     generate_dataset(root, size=size, photos=photos, cartoons=cartoons, test=test, seed=seed,
                      exemplars_without=exemplars_without)
     marker.write_text(signature)
+    generating.unlink()
     return root

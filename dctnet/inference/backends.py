@@ -101,9 +101,34 @@ def fastest_backend(device: torch.device) -> str:
     return "onnxruntime" if device.type == "cpu" and importlib.util.find_spec("onnxruntime") else "torch"
 
 
+def model_digest(model: Path) -> str:
+    """sha256 of the model file's bytes: what an export is keyed on."""
+    return hashlib.sha256(Path(model).read_bytes()).hexdigest()
+
+
+def _stamp(export: Path) -> Path:
+    return export.with_name(export.name + ".sha256")
+
+
+def export_source_digest(export: Path) -> str | None:
+    """The content hash of the model ``export`` was made from (its ``.sha256`` stamp), or None."""
+    stamp = _stamp(export)
+    return stamp.read_text().strip() if stamp.is_file() else None
+
+
+def stamp_export(export: Path, model: Path) -> None:
+    """Record beside ``export`` which model (by content) it came from, atomically."""
+    from dctnet.atomic import temporary_beside
+
+    stamp = _stamp(export)
+    temporary = temporary_beside(stamp)
+    Path(temporary).write_text(model_digest(model) + "\n")
+    os.replace(temporary, stamp)
+
+
 def _fresh(export: Path, model: Path) -> bool:
-    """``export`` exists and was written after ``model`` (so it is of this model)."""
-    return export.is_file() and export.stat().st_mtime >= model.stat().st_mtime
+    """``export`` exists and its stamp names ``model``'s content hash (dates lie: ``cp -p`` keeps old ones)."""
+    return export.is_file() and export_source_digest(export) == model_digest(model)
 
 
 def onnx_beside(model: Path) -> Path:
@@ -111,8 +136,7 @@ def onnx_beside(model: Path) -> Path:
     beside = model.with_suffix(".onnx")
     if _fresh(beside, model) or os.access(model.parent, os.W_OK):
         return beside
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
-    return Path(os.path.expanduser("~/.cache/dctnet/onnx")) / f"{model.stem}-{digest}.onnx"
+    return Path(os.path.expanduser("~/.cache/dctnet/onnx")) / f"{model.stem}-{model_digest(model)[:16]}.onnx"
 
 
 def load_backend(model: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> Backend:

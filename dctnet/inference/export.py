@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dctnet.inference.backends import load_ttn
+from dctnet.inference.backends import load_ttn, stamp_export
 from dctnet.models.unet import UNetGenerator
 from dctnet.ttn.module import refine_output
 
@@ -64,6 +64,7 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None) -> 
     else:
         raise ValueError(f"format must be onnx or torchscript, got {fmt!r}")
     worst = max(float(np.abs(o - r.numpy()).max()) for o, r in zip(outputs, references))
-    if worst > PARITY_TOLERANCE:
+    if not np.isfinite(worst) or worst > PARITY_TOLERANCE:  # NaN compares False: check it explicitly
         raise RuntimeError(f"{fmt} export of {model} differs from PyTorch by {worst:.2e} > {PARITY_TOLERANCE}")
+    stamp_export(out, Path(model))  # <out>.sha256: the model this export is of, by content
     return out, worst

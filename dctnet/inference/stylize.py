@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,14 @@ class FolderReport:
     skipped: dict[Path, str] = field(default_factory=dict)
 
 
+def output_names(paths: list[Path]) -> dict[Path, str]:
+    """``<stem>.png`` per input; inputs whose stems clash (``a.jpg``, ``a.png``) keep their extension in the
+    stem (``a_jpg.png``, ``a_png.png``), so no output overwrites another and names stay stable."""
+    stems = Counter(path.stem for path in paths)
+    return {path: (f"{path.stem}_{path.suffix.lstrip('.').lower()}" if stems[path.stem] > 1 else path.stem) + ".png"
+            for path in paths}
+
+
 def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: bool = False,
                    progress: bool = False) -> FolderReport:
     """Apply ``stylize`` to every image of ``source`` (batched when it can); unreadable files are skipped with a
@@ -244,8 +253,10 @@ def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: b
 
     report = FolderReport()
     todo: list[tuple[Path, Path]] = []
-    for path in list_images(source):
-        out = Path(target) / (path.stem + ".png")
+    sources = list_images(source)
+    names = output_names(sources)
+    for path in sources:
+        out = Path(target) / names[path]
         if out.exists() and not overwrite:
             report.skipped[path] = f"{out} exists (use overwrite)"
         else:

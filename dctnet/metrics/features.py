@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,12 +44,34 @@ class FeatureExtractor:
         return np.concatenate(outputs)
 
 
+@contextmanager
+def weights_only_torch_load() -> Iterator[None]:
+    """Within the block every ``torch.load`` runs with ``weights_only=True``, whatever the caller passes.
+
+    torch-fidelity reads its Inception file with ``torch.load(weights_only=False)``: a crafted file at the
+    registry path would run code. Its file is a plain state dict, so the safe loader reads it unchanged.
+    """
+    original = torch.load
+
+    def safe_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
 def build_feature_extractor(kind: str) -> FeatureExtractor:
     if kind == "inception":
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         path = resolve("inception-fid")
-        network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+        with weights_only_torch_load():
+            network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                  feature_extractor_weights_path=str(path))
         return FeatureExtractor(f"InceptionV3 2048-d pool features ({path.name})", network.eval(), "uint8")
     if kind == "random":
         with torch.random.fork_rng():

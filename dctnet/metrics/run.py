@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from dctnet.checkpoints import load_strict, load_torch_file
-from dctnet.config import IdentityConfig, typed
+from dctnet.config import IdentityConfig, check_known_keys, typed
 from dctnet.data.decode import write_image
 from dctnet.metrics.evaluate import (
     BUILTIN_BASELINES,
@@ -45,6 +45,7 @@ def build_lpips(pretrained: bool) -> tuple[torch.nn.Module, str]:
 
 
 def run_evaluation(cfg: DictConfig) -> Path:
+    check_known_keys(cfg)
     ev = cfg.evaluate
     out_dir = Path(ev.out_dir)
     names, sources = load_folder(ev.sources)

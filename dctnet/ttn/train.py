@@ -8,10 +8,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from dctnet.config import DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig, typed
+from dctnet.config import (DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig,
+                            check_known_keys, typed)
 from dctnet.data.datamodule import GANDataModule, to_tensor
 from dctnet.data.folders import ImageFolder
-from dctnet.training import ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 from dctnet.ttn.module import TTNModule
 
 SAMPLE_GRID_SIZE = 8
@@ -25,10 +26,12 @@ def cartoon_folder(cfg: DictConfig) -> str:
 def train_ttn(cfg: DictConfig) -> Path:
     """Train the TTN as configured; returns the path of ``ttn.safetensors``."""
     prepare_environment()
+    check_known_keys(cfg)
     ensure_synthetic_data(cfg)
     ttn = cfg.ttn
     stage_dir = Path(cfg.run_dir) / "ttn"
     iterations = iterations_for(cfg, ttn.steps)
+    check_optimiser("ttn", ttn.batch_size, ttn.betas)
     domains = {"photo": str(cfg.data.photos), "cartoon": cartoon_folder(cfg)}
     if ttn.texture_cartoons:
         domains["texture_cartoon"] = str(ttn.texture_cartoons)

@@ -1,0 +1,133 @@
+"""Reliability: no silent wrong model, no output lost or overwritten."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_config, tiny_overrides
+
+from dctnet.checkpoints import load_model_file, save_model
+from dctnet.data.decode import read_image, write_image
+from dctnet.data.synthetic import ensure_dataset
+from dctnet.inference.backends import TorchBackend, load_backend, load_ttn
+from dctnet.inference.stylize import stylize_folder
+from dctnet.gan_base import STEPS_PER_ITERATION
+from dctnet.models.unet import UNetGenerator
+from dctnet.training import AtomicCheckpointIO, remove_interrupted_writes
+from dctnet.ttn.train import train_ttn
+
+
+def test_a_replaced_model_with_an_older_date_is_not_served_from_a_stale_onnx_export(tmp_path: Path) -> None:
+    """The ONNX cache is keyed on the model's content: ``cp -p`` of another model over it re-exports."""
+    arch = {"base_channels": 8, "num_residual": 1, "num_downsamples": 2, "output_guided_filter": True}
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(save_model(tmp_path / f"m{seed}" / "ttn.safetensors", UNetGenerator(8, 1, 2).state_dict(),
+                                 "ttn", arch))
+    target = tmp_path / "serve" / "ttn.safetensors"
+    target.parent.mkdir()
+    target.write_bytes(models[0].read_bytes())
+    photo = torch.rand(1, 3, 32, 32) * 2 - 1
+    load_backend(target, "onnxruntime", "cpu")(photo)  # exports target.onnx for model 0
+    target.write_bytes(models[1].read_bytes())
+    os.utime(target, (1_000_000, 1_000_000))  # an older date than the export, as cp -p leaves it
+    served = load_backend(target, "onnxruntime", "cpu")(photo)
+    network, guided = load_ttn(models[1])
+    expected = TorchBackend(network, guided, "cpu", channels_last=False)(photo)
+    assert (served - expected).abs().max() < 1e-3
+
+
+def test_inputs_with_the_same_stem_get_distinct_outputs_and_the_count_matches_the_files(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    for name in ("a.jpg", "a.png", "b.png"):
+        write_image(source / name, np.full((16, 16, 3), 100, np.uint8))
+    report = stylize_folder(lambda image: 255 - image, source, tmp_path / "out")
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["a_jpg.png", "a_png.png", "b.png"] and len(report.done) == len(written) == 3
+
+
+def test_a_checkpoint_write_killed_midway_keeps_the_previous_file_and_leaves_nothing_in_tmpdir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary file sits beside its target (one filesystem, a rename), never in $TMPDIR."""
+    other_tmp = tmp_path / "elsewhere"
+    other_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(other_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    target.parent.mkdir()
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"iteration": torch.tensor(1)}, target)
+
+    def killed(obj, file, *args, **kwargs) -> None:
+        Path(file).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process dies during the write
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"iteration": torch.tensor(2)}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True)["iteration"] == 1
+    assert list(other_tmp.iterdir()) == [] and sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]
+    leftover = target.parent / ".last.abc.ckpt"  # what a SIGKILL (no finally) would leave
+    leftover.write_bytes(b"x")
+    remove_interrupted_writes(target.parent)
+    assert not leftover.exists() and target.exists()
+
+
+def test_a_rerun_with_another_checkpoint_period_resumes_from_last_ckpt(synthetic_root: Path, tmp_path: Path) -> None:
+    common = tiny_overrides(synthetic_root, tmp_path)
+    train_ttn(make_config("ttn", common + ["trainer.max_steps=3", "trainer.checkpoint_every=3"]))
+    path = train_ttn(make_config("ttn", common + ["trainer.max_steps=5", "trainer.checkpoint_every=2"]))
+    names = sorted(p.name for p in (tmp_path / "ttn" / "checkpoints").iterdir())
+    assert "last-v1.ckpt" not in names and "last.ckpt" in names
+    checkpoint = torch.load(tmp_path / "ttn" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 4 * STEPS_PER_ITERATION  # the second run's own save (every 2), not 3
+    assert load_model_file(path, kind="ttn")[1]["iterations"] == 5
+
+
+def test_synthetic_data_with_other_parameters_is_kept_aside_never_rewritten(tmp_path: Path) -> None:
+    root = tmp_path / "synthetic"
+    ensure_dataset(root, size=32, photos=2, cartoons=2, test=1, seed=0)
+    first = (root / "photos" / "00000.png").read_bytes()
+    ensure_dataset(root, size=48, photos=2, cartoons=2, test=1, seed=0)  # e.g. data.size changed
+    assert read_image(root / "photos" / "00000.png").shape == (48, 48, 3)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("synthetic.")]
+    assert len(aside) == 1 and (aside[0] / "photos" / "00000.png").read_bytes() == first
+    user = tmp_path / "mine"
+    write_image(user / "photos" / "holiday.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(FileExistsError, match="did not write"):
+        ensure_dataset(user, size=32, photos=2, cartoons=2, test=1, seed=0)
+    assert (user / "photos" / "holiday.png").is_file()
+
+
+def test_export_parity_check_fails_on_nan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dctnet.inference import export
+
+    arch = {"base_channels": 8, "num_residual": 1, "num_downsamples": 2, "output_guided_filter": True}
+    model = save_model(tmp_path / "ttn.safetensors", UNetGenerator(8, 1, 2).state_dict(), "ttn", arch)
+    # an exported file whose outputs are NaN (as a broken runtime or model would give)
+    monkeypatch.setattr(export.torch.jit, "load", lambda path: (lambda x: torch.full_like(x, float("nan"))))
+    with pytest.raises(RuntimeError, match="differs from PyTorch by nan"):
+        export.export_model(model, "torchscript", tmp_path / "ttn.ts")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ttn.batch_size=0", "ttn.batch_size must be >= 1"),
+    ("trainer.max_steps=-1", "iterations must be >= 0"),
+    ("ttn.betas=[0.5]", "ttn.betas must be two numbers"),
+])
+def test_impossible_settings_are_clear_errors(synthetic_root: Path, tmp_path: Path, override: str,
+                                              message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + [override]))
+
+
+def test_an_appended_unknown_key_is_refused_like_a_misspelt_one(synthetic_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown config key 'ttn.unknwon'"):
+        train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + ["+ttn.unknwon=3"]))
