@@ -232,6 +232,9 @@ class TTNConfig:
     # Real strokes for the texture discriminator: e.g. ${data.cartoons} (the exemplars themselves) when the
     # calibrated samples are generated below the training size and so have blurred lines. null = ``cartoons``.
     texture_cartoons: Optional[str] = None
+    # More cartoon folders merged into the training domain, e.g. [${data.cartoons}] beside calibrated samples
+    # that stage 1 could only draw crudely (the CPU demo): exemplars anchor the style, samples add content.
+    extra_cartoons: list[str] = field(default_factory=list)
     steps: int = 3000
     batch_size: int = 8
     lr_g: float = 2e-4

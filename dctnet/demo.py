@@ -31,6 +31,8 @@ def _config(overrides: list[str], experiment: str = "demo"):
 def train_method_and_ablations(extra: list[str], experiment: str = "demo") -> tuple[Path, dict[str, Path]]:
     """Stage 1, then the TTN on its calibrated samples (dctnet) and the two ablations trained the same way.
 
+    ``ccn_none`` trains on the exemplars alone (no calibrated samples, no ``ttn.extra_cartoons``).
+
     Returns the calibrated-sample folder and ``{method: ttn.safetensors}``.
     """
     from dctnet.ccn.train import train_ccn
@@ -43,7 +45,8 @@ def train_method_and_ablations(extra: list[str], experiment: str = "demo") -> tu
     log.info("stage 1 done in %.0f s: %s", time.time() - start, calibrated)
     models = {
         "dctnet": train_ttn(_config([f"ttn.cartoons={calibrated}", *extra], experiment)),
-        "ccn_none": train_ttn(_config([f"run_dir={run_dir}/ablations/ccn_none", *extra], experiment)),
+        "ccn_none": train_ttn(_config([f"run_dir={run_dir}/ablations/ccn_none", "ttn.extra_cartoons=[]", *extra],
+                                      experiment)),
         "no_gem": train_ttn(_config([f"ttn.cartoons={calibrated}", "data/gem=none",
                                      f"run_dir={run_dir}/ablations/no_gem", *extra], experiment)),
     }

@@ -180,3 +180,20 @@ def test_texture_discriminator_can_learn_strokes_from_another_folder(synthetic_r
     train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "default") + [
         "trainer.max_steps=1", "ttn.warmup_steps=0"]))
     assert seen and not any(bool((image == 1).all()) for image in seen)
+
+
+def test_extra_cartoon_folders_are_merged_into_the_cartoon_domain(synthetic_root: Path, tmp_path: Path) -> None:
+    """``ttn.extra_cartoons`` adds folders (e.g. the exemplars beside the calibrated samples) to the domain."""
+    from dctnet.data.datamodule import GANDataModule
+
+    calibrated = synthetic_root / "test_cartoons"
+    data = GANDataModule({"photo": str(synthetic_root / "photos"),
+                          "cartoon": [str(calibrated), str(synthetic_root / "cartoons")]},
+                         size=32, batch_size=4, seed=0, total_iterations=1)
+    data.setup()
+    merged = data.dataset.folders["cartoon"]
+    assert len(merged) == len(list_images(calibrated)) + len(list_images(synthetic_root / "cartoons"))
+    assert {p.parent.name for p in merged.files} == {"test_cartoons", "cartoons"}
+    path = train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + [
+        "trainer.max_steps=1", f"ttn.cartoons={calibrated}", f"ttn.extra_cartoons=[{synthetic_root / 'cartoons'}]"]))
+    assert path.is_file()

@@ -9,6 +9,7 @@ loader workers. Each DDP rank draws its own stream, so no DistributedSampler is 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,11 +82,11 @@ class DomainsDataset(Dataset):
 
 
 class GANDataModule(pl.LightningDataModule):
-    """Unpaired domains (``{"photo": dir, "cartoon": dir}``, or one domain) for a GAN module."""
+    """Unpaired domains (``{"photo": dir, "cartoon": dir or [dirs]}``, or one domain) for a GAN module."""
 
     def __init__(
         self,
-        domains: dict[str, str],
+        domains: dict[str, str | list[str]],
         size: int,
         batch_size: int,
         seed: int,
@@ -104,10 +105,11 @@ class GANDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
-            folders = {
-                name: ImageFolder(path, self.size, self.max_pixels, cache=self.cache, max_images=self.max_images)
-                for name, path in self.domains.items()
-            }
+            folders = {}
+            for name, path in self.domains.items():  # a domain is one folder or a list of folders (merged)
+                first, *extra = [path] if isinstance(path, (str, Path)) else list(path)
+                folders[name] = ImageFolder(first, self.size, self.max_pixels, cache=self.cache,
+                                            max_images=self.max_images, extra_roots=extra)
             self.dataset = DomainsDataset(folders, self.gem)
 
     def train_dataloader(self) -> DataLoader:

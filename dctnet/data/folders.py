@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -62,12 +63,13 @@ class ImageFolder:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         cache: bool = False,
         max_images: int | None = None,
+        extra_roots: Sequence[str | Path] = (),
     ) -> None:
         self.root = Path(root)
         self.size = size
         self.max_pixels = max_pixels
         self.skipped: dict[Path, str] = {}
-        candidates = list_images(self.root)
+        candidates = list_images(self.root) + [p for extra in extra_roots for p in list_images(extra)]
         self.files: list[Path] = []
         for path in candidates:
             reason = self._quick_check(path)

@@ -32,7 +32,8 @@ def train_ttn(cfg: DictConfig) -> Path:
     stage_dir = Path(cfg.run_dir) / "ttn"
     iterations = iterations_for(cfg, ttn.steps)
     check_optimiser("ttn", ttn.batch_size, ttn.betas)
-    domains = {"photo": str(cfg.data.photos), "cartoon": cartoon_folder(cfg)}
+    cartoons = [cartoon_folder(cfg), *map(str, ttn.extra_cartoons)]
+    domains = {"photo": str(cfg.data.photos), "cartoon": cartoons if len(cartoons) > 1 else cartoons[0]}
     if ttn.texture_cartoons:
         domains["texture_cartoon"] = str(ttn.texture_cartoons)
     datamodule = GANDataModule(
