@@ -34,7 +34,7 @@ from common import machine  # noqa: E402
 
 from dctnet.config import register_configs  # noqa: E402
 from dctnet.data.decode import list_images, read_image, write_image  # noqa: E402
-from dctnet.data.datamodule import to_tensor  # noqa: E402
+from dctnet.data.decode import to_tensor  # noqa: E402
 from dctnet.demo import _config, train_method_and_ablations  # noqa: E402
 from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BareLoopMixin, best_time, machine, peak_rss_mb  # noqa: E402
 
 from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig  # noqa: E402
-from dctnet.ttn.module import TTNModule, refine_output  # noqa: E402
+from dctnet.models.unet import refine_output  # noqa: E402
+from dctnet.ttn.module import TTNModule  # noqa: E402
 
 
 class _Bare(BareLoopMixin, TTNModule):

@@ -16,3 +16,31 @@ def temporary_beside(path: Path, suffix: str = "") -> str:
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
     return temporary
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it: readers see the old or the new file."""
+    path = Path(path)
+    temporary = temporary_beside(path)
+    try:
+        Path(temporary).write_text(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def csv_text(header: list[str], rows: list[list] | list[dict], dict_rows: bool = False) -> str:
+    """CSV text (header + rows) for :func:`write_text_atomic`."""
+    import csv
+    import io
+
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=header) if dict_rows else csv.writer(buffer)
+    if dict_rows:
+        writer.writeheader()
+    else:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()

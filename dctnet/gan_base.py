@@ -29,8 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from dctnet.data.datamodule import to_uint8
-from dctnet.data.decode import write_image
+from dctnet.data.decode import to_uint8, write_image
 
 STEPS_PER_ITERATION = 2  # one discriminator + one generator optimiser step
 

@@ -22,7 +22,7 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from dctnet.atomic import temporary_beside
+from dctnet.atomic import temporary_beside, write_text_atomic
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.gan_base import STEPS_PER_ITERATION, TrainingDiverged
 
@@ -169,7 +169,7 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
 
 def save_run_config(cfg: DictConfig, stage_dir: Path) -> None:
     stage_dir.mkdir(parents=True, exist_ok=True)
-    (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(stage_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 DIVERGENCE_ACTIONS = ("rollback", "stop")

@@ -63,3 +63,14 @@ def test_folder_alignment_names_faces_lists_misses_and_survives_bad_files(tmp_pa
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(result["crops"]) and float(rows[0]["probability"]) > 0.9
     assert "blank.png" in (tmp_path / "out" / "no_face.txt").read_text()
+
+
+def test_images_with_the_same_stem_get_distinct_crops_and_rows(tmp_path: Path) -> None:
+    astronaut = skimage.data.astronaut()
+    write_image(tmp_path / "in" / "astronaut.png", astronaut)
+    write_image(tmp_path / "in" / "astronaut.jpg", astronaut)
+    result = align_folder(tmp_path / "in", tmp_path / "out", size=96)
+    with open(tmp_path / "out" / "alignment.csv") as handle:
+        crops = [row["crop"] for row in csv.DictReader(handle)]
+    assert sorted(crops) == ["astronaut_jpg_0.png", "astronaut_png_0.png"] == sorted(result["crops"])
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == sorted(crops)

@@ -75,7 +75,7 @@ def _colour_stats(images: np.ndarray) -> np.ndarray:
 
 
 def _samples(generator, z) -> np.ndarray:
-    from dctnet.data.datamodule import to_uint8
+    from dctnet.data.decode import to_uint8
 
     with torch.no_grad():
         return to_uint8(generator([z], randomize_noise=False)[0])

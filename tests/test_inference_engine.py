@@ -15,8 +15,7 @@ import torch
 
 from dctnet.checkpoints import save_model
 from dctnet.cli import main
-from dctnet.data.datamodule import to_tensor
-from dctnet.data.decode import write_image
+from dctnet.data.decode import to_tensor, write_image
 from dctnet.inference.backends import TorchBackend, load_backend, load_ttn
 from dctnet.inference.stylize import Stylizer, stylize_folder
 from dctnet.inference.tiling import tile_layout, tile_starts

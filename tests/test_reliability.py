@@ -131,3 +131,20 @@ def test_impossible_settings_are_clear_errors(synthetic_root: Path, tmp_path: Pa
 def test_an_appended_unknown_key_is_refused_like_a_misspelt_one(synthetic_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown config key 'ttn.unknwon'"):
         train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + ["+ttn.unknwon=3"]))
+
+
+def test_a_gif_stylizes_as_its_first_frame_and_a_one_image_folder_warns(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from PIL import Image
+
+    from dctnet.data.folders import ImageFolder
+
+    (tmp_path / "in").mkdir()
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((200, 10, 10), (10, 200, 10))]
+    frames[0].save(tmp_path / "in" / "anim.gif", save_all=True, append_images=frames[1:])
+    report = stylize_folder(lambda image: image, tmp_path / "in", tmp_path / "out")
+    assert [p.name for p in report.done] == ["anim.png"]
+    assert read_image(tmp_path / "out" / "anim.png")[0, 0, 0] > 150  # the first (red) frame
+    with caplog.at_level("WARNING"):
+        ImageFolder(tmp_path / "in", 16)
+    assert "a single usable image" in caplog.text

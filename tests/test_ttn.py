@@ -15,11 +15,10 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 import dctnet.ttn.module as ttn_module
 from dctnet.checkpoints import load_model_file
 from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig
-from dctnet.data.datamodule import to_tensor
-from dctnet.data.decode import list_images, read_image, write_image
+from dctnet.data.decode import list_images, read_image, to_tensor, write_image
 from dctnet.data.synthetic import ensure_dataset
-from dctnet.models.unet import UNetGenerator, pad_to_multiple
-from dctnet.ttn.module import TTNModule, refine_output
+from dctnet.models.unet import UNetGenerator, pad_to_multiple, refine_output
+from dctnet.ttn.module import TTNModule
 from dctnet.ttn.train import train_ttn
 
 

@@ -11,7 +11,6 @@ same latent and noise, and the cartoon discriminator's score, rank it; the best 
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import shutil
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ import torch
 
 from dctnet.ccn.module import make_noise
 from dctnet.config import SamplingConfig
-from dctnet.data.datamodule import to_uint8
-from dctnet.data.decode import write_image
+from dctnet.atomic import csv_text, write_text_atomic
+from dctnet.data.decode import to_uint8, write_image
 from dctnet.models.face import IdentityNet, cosine_similarity
 from dctnet.models.stylegan2 import Discriminator, Generator
 
@@ -120,10 +119,8 @@ def sample_calibrated(
     for record in records:
         if record.kept:
             shutil.copyfile(out_dir / "all" / record.file, out_dir / "kept" / record.file)
-    with open(out_dir / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(SampleRecord.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(r.__dict__ for r in records)
+    write_text_atomic(out_dir / "manifest.csv", csv_text(list(SampleRecord.__dataclass_fields__),
+                                                         [r.__dict__ for r in records], dict_rows=True))
     return records
 
 

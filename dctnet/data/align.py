@@ -9,7 +9,6 @@ transform is kept, so a stylized crop can be pasted back onto the original image
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from dctnet.data.decode import ImageDecodeError, list_images, read_image, write_image
+from dctnet.atomic import csv_text, write_text_atomic
+from dctnet.data.decode import ImageDecodeError, list_images, read_image, unique_stems, write_image
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def align_folder(source: str | Path, target: str | Path, size: int = 256, scale:
     source, target = Path(source), Path(target)
     files = [source] if source.is_file() else list_images(source)
     aligner = FaceAligner(size, scale)
+    stems = unique_stems(files)
     rows, no_face, unreadable = [], [], []
     for path in files:
         try:
@@ -92,7 +93,7 @@ def align_folder(source: str | Path, target: str | Path, size: int = 256, scale:
             no_face.append(str(path))
             log.warning("no face found in %s", path)
         for k, face in enumerate(faces):
-            name = f"{path.stem}_{k}.png"
+            name = f"{stems[path]}_{k}.png"
             write_image(target / name, face.crop)
             rows.append([name, path.name, k, f"{face.probability:.4f}", *np.round(face.box, 2),
                          *np.round(face.landmarks.flatten(), 2), *np.round(face.inverse.flatten(), 6)])
@@ -100,9 +101,6 @@ def align_folder(source: str | Path, target: str | Path, size: int = 256, scale:
     header = ["crop", "source", "face", "probability", "x0", "y0", "x1", "y1",
               *[f"{p}_{axis}" for p in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right") for axis in "xy"],
               *[f"inverse_{i}" for i in range(6)]]
-    with open(target / "alignment.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    (target / "no_face.txt").write_text("".join(f"{p}\n" for p in no_face))
+    write_text_atomic(target / "alignment.csv", csv_text(header, rows))
+    write_text_atomic(target / "no_face.txt", "".join(f"{p}\n" for p in no_face))
     return {"crops": [r[0] for r in rows], "no_face": no_face, "unreadable": unreadable}

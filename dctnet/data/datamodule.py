@@ -18,19 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dctnet.config import GemConfig
+from dctnet.data.decode import to_tensor, to_uint8  # noqa: F401  (re-exported: the tensor convention)
 from dctnet.data.folders import ImageFolder
 from dctnet.data.gem import apply_gem, build_gem
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> 3xHxW float in [-1, 1] (the models' convention)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Nx3xHxW (or 3xHxW) in [-1, 1] -> NxHxWx3 (or HxWx3) uint8."""
-    array = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().cpu()
-    return array.permute(*range(array.ndim - 3), -2, -1, -3).numpy()
 
 
 class SeededBatchSampler(Sampler[list[tuple[int, ...]]]):

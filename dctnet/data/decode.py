@@ -12,11 +12,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from dctnet.atomic import temporary_beside
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # GIF: its first frame
 DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; larger files are refused, not decoded
 
 
@@ -98,3 +99,24 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def unique_stems(paths: list[Path]) -> dict[Path, str]:
+    """An output stem per input: its own stem, or ``<stem>_<ext>`` when stems clash (``a.jpg``, ``a.png``),
+    so no output overwrites another and the names stay the same from run to run."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    return {path: f"{path.stem}_{path.suffix.lstrip('.').lower()}" if counts[path.stem] > 1 else path.stem
+            for path in paths}
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float in [-1, 1] (the models' convention)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Nx3xHxW (or 3xHxW) in [-1, 1] -> NxHxWx3 (or HxWx3) uint8."""
+    array = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().cpu()
+    return array.permute(*range(array.ndim - 3), -2, -1, -3).numpy()

@@ -86,6 +86,8 @@ class ImageFolder:
             )
         if self.skipped:
             log.warning("%s: %d usable images, %d skipped", self.root, len(self.files), len(self.skipped))
+        if len(self.files) == 1:
+            log.warning("%s: a single usable image: every batch repeats it (a GAN will memorise it)", self.root)
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self.attribute_names, self._attributes = read_attributes(self.root)
 

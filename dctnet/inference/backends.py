@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from dctnet.checkpoints import load_model_file
-from dctnet.models.unet import UNetGenerator
-from dctnet.ttn.module import refine_output
+from dctnet.models.unet import UNetGenerator, refine_output
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnxruntime")

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from dctnet.inference.backends import load_ttn, stamp_export
-from dctnet.models.unet import UNetGenerator
-from dctnet.ttn.module import refine_output
+from dctnet.models.unet import UNetGenerator, refine_output
 
 PARITY_TOLERANCE = 1e-3
 

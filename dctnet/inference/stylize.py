@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from dctnet.data.datamodule import to_tensor, to_uint8
-from dctnet.data.decode import ImageDecodeError, list_images, read_image, write_image
+from dctnet.data.decode import (ImageDecodeError, list_images, read_image, to_tensor, to_uint8, unique_stems,
+                                 write_image)
 from dctnet.inference.backends import Backend, load_backend
 from dctnet.inference.tiling import tiled_apply
 from dctnet.models.unet import pad_to_multiple
@@ -237,14 +236,6 @@ class FolderReport:
     skipped: dict[Path, str] = field(default_factory=dict)
 
 
-def output_names(paths: list[Path]) -> dict[Path, str]:
-    """``<stem>.png`` per input; inputs whose stems clash (``a.jpg``, ``a.png``) keep their extension in the
-    stem (``a_jpg.png``, ``a_png.png``), so no output overwrites another and names stay stable."""
-    stems = Counter(path.stem for path in paths)
-    return {path: (f"{path.stem}_{path.suffix.lstrip('.').lower()}" if stems[path.stem] > 1 else path.stem) + ".png"
-            for path in paths}
-
-
 def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: bool = False,
                    progress: bool = False) -> FolderReport:
     """Apply ``stylize`` to every image of ``source`` (batched when it can); unreadable files are skipped with a
@@ -254,9 +245,9 @@ def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: b
     report = FolderReport()
     todo: list[tuple[Path, Path]] = []
     sources = list_images(source)
-    names = output_names(sources)
+    stems = unique_stems(sources)
     for path in sources:
-        out = Path(target) / names[path]
+        out = Path(target) / (stems[path] + ".png")
         if out.exists() and not overwrite:
             report.skipped[path] = f"{out} exists (use overwrite)"
         else:

@@ -9,7 +9,6 @@ bootstrap interval. Built-in baselines: ``identity`` (the input unchanged) and `
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from dctnet.atomic import csv_text, write_text_atomic
 from dctnet.data.decode import list_images, read_image, write_image
 from dctnet.metrics.distances import bootstrap_interval, feature_statistics, frechet_distance, kernel_distance
 from dctnet.metrics.features import FeatureExtractor
@@ -157,13 +157,10 @@ def write_report(results: dict[str, dict[str, Any]], header: dict[str, str], out
                  grid_rows: dict[str, np.ndarray], sources: np.ndarray) -> Path:
     """metrics.json, metrics.csv, grid.png and report.md (table + picture) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps({"header": header, "methods": results}, indent=2) + "\n")
-    with open(out_dir / "metrics.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", *[key for key, _ in COLUMNS]])
-        for method, metrics in results.items():
-            writer.writerow([method, *[metrics[k]["mean"] if isinstance(metrics.get(k), dict) else metrics.get(k, "")
-                                       for k, _ in COLUMNS]])
+    write_text_atomic(out_dir / "metrics.json", json.dumps({"header": header, "methods": results}, indent=2) + "\n")
+    table = [[method, *[metrics[k]["mean"] if isinstance(metrics.get(k), dict) else metrics.get(k, "")
+                        for k, _ in COLUMNS]] for method, metrics in results.items()]
+    write_text_atomic(out_dir / "metrics.csv", csv_text(["method", *[key for key, _ in COLUMNS]], table))
     shown = min(8, len(sources))
     rows = [np.concatenate(list(sources[:shown]), 1)] + [np.concatenate(list(v[:shown]), 1) for v in grid_rows.values()]
     write_image(out_dir / "grid.png", np.concatenate(rows, 0))
@@ -176,5 +173,4 @@ def write_report(results: dict[str, dict[str, Any]], header: dict[str, str], out
         lines.append(f"| {method} | " + " | ".join(_cell(metrics.get(k)) for k, _ in present) + " |")
     lines += ["", "Rows of `grid.png`: source photos, then " + ", ".join(grid_rows) + ".", "", "![grid](grid.png)", ""]
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return write_text_atomic(path, "\n".join(lines))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dctnet.losses.representations import guided_filter
+
 
 def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2)
@@ -69,3 +71,12 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         x = F.pad(x, [0, pad_w, 0, pad_h], mode=mode)
     return x, (height, width)
+
+
+def refine_output(photo: torch.Tensor, raw: torch.Tensor, enabled: bool = True) -> torch.Tensor:
+    """The official post-filter of the U-Net output: guided filter with the photo as guide (r=1, eps=1e-2).
+
+    Part of the model (training losses, inference backends and exports all apply it); kept here, free of the
+    training stack, so that inference does not import Lightning.
+    """
+    return guided_filter(photo, raw, radius=1, eps=1e-2) if enabled else raw

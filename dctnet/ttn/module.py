@@ -21,11 +21,11 @@ from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UN
 from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.content import CONTENT_NORMS, content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
-from dctnet.losses.representations import guided_filter, random_grey_weights, surface, texture
+from dctnet.losses.representations import random_grey_weights, surface, texture
 from dctnet.losses.superpixel import superpixel_mean
 from dctnet.models.discriminators import AttributeRegressor, PatchDiscriminator
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
-from dctnet.models.unet import UNetGenerator
+from dctnet.models.unet import UNetGenerator, refine_output
 from dctnet.models.vgg import VGGFeatures
 
 FACE_KINDS = ("expression", "identity", "none")
@@ -33,11 +33,6 @@ FACE_KINDS = ("expression", "identity", "none")
 
 def build_unet(cfg: UNetConfig) -> UNetGenerator:
     return UNetGenerator(cfg.base_channels, cfg.num_residual, cfg.num_downsamples)
-
-
-def refine_output(photo: torch.Tensor, raw: torch.Tensor, enabled: bool = True) -> torch.Tensor:
-    """The official post-filter: guided filter of the raw output with the photo as guide (r=1, eps=1e-2)."""
-    return guided_filter(photo, raw, radius=1, eps=1e-2) if enabled else raw
 
 
 class TTNModule(GANModule):
