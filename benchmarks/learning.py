@@ -10,6 +10,7 @@ and counts attributes (coverage) in the photos, the exemplars and the calibrated
 Writes ``docs/learning.md`` and its grids under ``docs/learning/``. About 30-45 min on 2 cores.
 
     python benchmarks/learning.py [hydra overrides, e.g. ttn.steps=200 for a quick look]
+    python benchmarks/learning.py --score-only   # re-score the models of the last run, no training
 """
 
 from __future__ import annotations
@@ -126,15 +127,29 @@ def markdown(results: dict[str, dict], coverage: tuple[list[str], dict[str, dict
     return "\n".join(lines) + "\n"
 
 
+def trained_models(run_dir: Path) -> tuple[Path, dict[str, Path]]:
+    """The calibrated samples and models a previous run of this benchmark left in ``run_dir``."""
+    models = {"dctnet": run_dir / "ttn" / "ttn.safetensors",
+              **{name: run_dir / "ablations" / name / "ttn" / "ttn.safetensors" for name in ("ccn_none", "no_gem")}}
+    missing = [str(path) for path in models.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"--score-only needs a finished run: missing {missing}")
+    return run_dir / "ccn" / "calibrated" / "kept", models
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     prepare_environment()
     register_configs()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    score_only = "--score-only" in argv
+    argv = [a for a in argv if a != "--score-only"]
     start = time.time()
     base = _config(argv, EXPERIMENT)
     run_dir, data_root = Path(base.run_dir), Path(base.data.root)
-    calibrated, models = train_method_and_ablations(argv, EXPERIMENT)
+    if score_only:
+        calibrated, models = trained_models(run_dir)
+    else:
+        calibrated, models = train_method_and_ablations(argv, EXPERIMENT)
     trained = time.time() - start
     docs = ROOT / "docs"
     (docs / "learning").mkdir(parents=True, exist_ok=True)
@@ -160,7 +175,8 @@ def main(argv: list[str]) -> None:
               f"data seed {base.data.synthetic.seed}, shifted-set seed {SHIFT_SEED}",
               f"- recipe: stage 1 pretrain {base.ccn.pretrain.steps} + adapt {base.ccn.adapt.steps} iterations, "
               f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem); overrides: {argv or 'none'}",
-              f"- training {trained / 60:.1f} min, total {(time.time() - start) / 60:.1f} min",
+              (f"- scored models of an earlier run in {(time.time() - start) / 60:.1f} min (--score-only)" if score_only else
+               f"- training {trained / 60:.1f} min, total {(time.time() - start) / 60:.1f} min"),
               "- intervals: 95 % bootstrap over test images; LPIPS and FID use random-weight backbones (no "
               "pretrained weights offline), so compare them only within this table",
               "- grid rows: source photos, identity, cartoon_filter, dctnet, ccn_none, no_gem, paired target"]
