@@ -64,7 +64,12 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     if "dctnet" not in metadata:
         raise CheckpointError(f"{path}: safetensors file without dctnet metadata (not exported by dctnet)")
-    header = json.loads(metadata["dctnet"])
+    try:
+        header = json.loads(metadata["dctnet"])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: its dctnet header is not valid JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: its dctnet header is not a JSON object")
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: format version {header.get('format_version')!r}, this dctnet reads {FORMAT_VERSION!r}; "

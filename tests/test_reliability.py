@@ -148,3 +148,21 @@ def test_a_gif_stylizes_as_its_first_frame_and_a_one_image_folder_warns(tmp_path
     with caplog.at_level("WARNING"):
         ImageFolder(tmp_path / "in", 16)
     assert "a single usable image" in caplog.text
+
+
+@pytest.mark.parametrize("header, message", [
+    ('{"format_version": "1", "kind": "ttn", "arch": {}}', "arch must give base_channels"),
+    ('{"format_version": "1", "kind": "ttn", "arch": ', "not valid JSON"),
+])
+def test_a_model_with_a_broken_header_is_a_clear_error_naming_the_file(tmp_path: Path, capsys, header: str,
+                                                                      message: str) -> None:
+    from safetensors.torch import save_file
+
+    from dctnet.cli import main
+
+    model = tmp_path / "broken.safetensors"
+    save_file(UNetGenerator(8, 1, 2).state_dict(), str(model), metadata={"dctnet": header})
+    write_image(tmp_path / "photo.png", np.zeros((32, 32, 3), np.uint8))
+    code = main(["stylize", str(tmp_path / "photo.png"), "--model", str(model), "--output", str(tmp_path / "o.png")])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "broken.safetensors" in error

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from dctnet.checkpoints import load_model_file
+from dctnet.checkpoints import CheckpointError, load_model_file, load_strict
 from dctnet.models.unet import UNetGenerator, refine_output
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,12 @@ def resolve_device(device: str) -> torch.device:
 def load_ttn(path: str | Path) -> tuple[UNetGenerator, bool]:
     """The exported generator (eval mode) and whether its output goes through the guided filter."""
     state, header = load_model_file(path, kind="ttn")
-    arch = header["arch"]
+    arch = header.get("arch")
+    needed = ("base_channels", "num_residual", "num_downsamples")
+    if not isinstance(arch, dict) or any(not isinstance(arch.get(key), int) for key in needed):
+        raise CheckpointError(f"{path}: its header's arch must give {', '.join(needed)} as integers, got {arch!r}")
     network = UNetGenerator(arch["base_channels"], arch["num_residual"], arch["num_downsamples"])
-    network.load_state_dict(state)
+    load_strict(network, state, str(path))
     return network.eval(), bool(arch.get("output_guided_filter", True))
 
 
