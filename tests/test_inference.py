@@ -56,6 +56,15 @@ def test_head_mode_changes_only_around_the_face(stylizer) -> None:
     assert footprint.mean() < 0.5  # and that crop is a part of the picture, not all of it
 
 
+def test_head_mode_without_a_face_warns_and_keeps_the_image(stylizer, caplog) -> None:
+    blank = np.full((96, 128, 3), 180, np.uint8)
+    portrait = PortraitStylizer(stylizer[0], mode="head")
+    with caplog.at_level("WARNING"):
+        out = portrait(blank)
+    assert portrait.faces_found == 0 and np.array_equal(out, blank)
+    assert "no face found" in caplog.text
+
+
 def test_auto_mode_is_the_full_frame_away_from_the_face(stylizer) -> None:
     image = skimage.data.astronaut()
     full = PortraitStylizer(stylizer[0], mode="full")(image)

@@ -128,7 +128,10 @@ class PortraitStylizer:
             return result
         height, width = image.shape[:2]
         canvas = result.astype(np.float32)
-        for face in self.aligner.align(image):
+        faces = self.aligner.align(image)
+        if not faces and self.mode == "head":
+            log.warning("--mode head: no face found in a %dx%d image; it is written unchanged", width, height)
+        for face in faces:
             self.faces_found += 1
             stylized = self.head(face.crop).astype(np.float32)
             back = cv2.warpAffine(stylized, face.inverse, (width, height), flags=cv2.INTER_LINEAR)
