@@ -271,7 +271,7 @@ class RunConfig:
     name: str = "dctnet"
     run_dir: str = "outputs/${name}"
     seed: int = 0
-    resume: str = "auto"  # auto (continue from last.ckpt if present) | never | <path to .ckpt>
+    resume: str = "auto"  # auto (continue last.ckpt if present, same recipe) | force (even if changed) | never | <.ckpt>
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = None

@@ -50,10 +50,10 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
 
 
 def resume_path(cfg: DictConfig, stage_dir: Path) -> str | None:
-    """Which checkpoint to resume from: ``resume=auto|never|<path>``."""
+    """Which checkpoint to resume from: ``resume=auto|force|never|<path>`` (force: auto, config changes allowed)."""
     if cfg.resume == "never":
         return None
-    if cfg.resume == "auto":
+    if cfg.resume in ("auto", "force"):
         last = stage_dir / "checkpoints" / "last.ckpt"
         return str(last) if last.is_file() else None
     if not Path(cfg.resume).is_file():
@@ -167,6 +167,40 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
     )
 
 
+# Keys a re-run may change without changing the recipe: run length, logging and where it runs.
+RERUN_FREE_KEYS = ("resume", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.sample_every",
+                   "trainer.checkpoint_every", "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
+                   "trainer.num_nodes", "trainer.strategy", "trainer.divergence", "logger", "data.num_workers",
+                   "ttn.steps", "ccn.pretrain.steps", "ccn.adapt.steps", "evaluate")
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def config_changes(previous: Path, cfg: DictConfig) -> list[str]:
+    """``key: old -> new`` for every recipe key that differs from the run's saved ``config.yaml``."""
+    old = _leaves(OmegaConf.to_container(OmegaConf.load(previous), resolve=True))
+    new = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    free = lambda key: any(key == k or key.startswith(k + ".") for k in RERUN_FREE_KEYS)  # noqa: E731
+    return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
+            for key in sorted(set(old) | set(new)) if not free(key) and old.get(key) != new.get(key)]
+
+
+def refuse_changed_rerun(cfg: DictConfig, stage_dir: Path, ckpt: str | None) -> None:
+    """Continuing a run with another recipe would silently mix two experiments: say what changed, and stop."""
+    previous = stage_dir / "config.yaml"
+    if ckpt is None or cfg.resume == "force" or not previous.is_file():
+        return
+    changes = config_changes(previous, cfg)
+    if changes:
+        raise ValueError(f"{stage_dir} was trained with another config; resuming would mix two recipes. Changed:\n  "
+                         + "\n  ".join(changes[:20]) + "\nUse a new run_dir, resume=never to start over, or "
+                         "resume=force to continue anyway.")
+
+
 def save_run_config(cfg: DictConfig, stage_dir: Path) -> None:
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(stage_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -187,10 +221,11 @@ def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.Lightn
     if guard.action not in DIVERGENCE_ACTIONS:
         raise ValueError(f"trainer.divergence.action must be one of {DIVERGENCE_ACTIONS}, got {guard.action!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt = resume_path(cfg, stage_dir)
+    refuse_changed_rerun(cfg, stage_dir, ckpt)
     save_run_config(cfg, stage_dir)
     remove_interrupted_writes(stage_dir / "checkpoints")
     module.max_d_loss = float(guard.max_d_loss)
-    ckpt = resume_path(cfg, stage_dir)
     if ckpt:
         log.info("resuming %s from %s", stage_dir.name, ckpt)
     for rollback in range(int(guard.max_rollbacks) + 1):

@@ -34,7 +34,7 @@ def test_rollback_resumes_from_the_last_good_checkpoint_with_lower_learning_rate
     common = tiny_overrides(synthetic_root, tmp_path) + ["trainer.checkpoint_every=1", "ttn.warmup_steps=0"]
     before = load_model_file(train_ttn(make_config("ttn", common + ["trainer.max_steps=4"])), kind="ttn")[0]
     with caplog.at_level("WARNING"):
-        path = train_ttn(make_config("ttn", common + EXPLODING + ["trainer.max_steps=8",
+        path = train_ttn(make_config("ttn", common + EXPLODING + ["trainer.max_steps=8", "resume=force",
                                                                   "trainer.divergence.lr_factor=0.01"]))
     assert "diverged at iteration 5" in caplog.text and "previous.ckpt with" in caplog.text
     assert "learning rates x0.01 (rollback 1 of 2)" in caplog.text
@@ -46,7 +46,8 @@ def test_rollbacks_are_bounded(synthetic_root: Path, tmp_path: Path) -> None:
     common = tiny_overrides(synthetic_root, tmp_path) + ["trainer.checkpoint_every=1", "ttn.warmup_steps=0"]
     train_ttn(make_config("ttn", common + ["trainer.max_steps=2"]))
     with pytest.raises(TrainingDiverged, match="1 rollbacks used"):
-        train_ttn(make_config("ttn", common + EXPLODING + ["trainer.max_steps=6", "trainer.divergence.lr_factor=1.0",
+        train_ttn(make_config("ttn", common + EXPLODING + ["trainer.max_steps=6", "resume=force",
+                                                          "trainer.divergence.lr_factor=1.0",
                                                           "trainer.divergence.max_rollbacks=1"]))
     header = load_model_file(tmp_path / "ttn" / "ttn.safetensors", kind="ttn")[1]
     assert header["iterations"] == 2  # the healthy export of the first run is kept, not overwritten

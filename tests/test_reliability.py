@@ -166,3 +166,14 @@ def test_a_model_with_a_broken_header_is_a_clear_error_naming_the_file(tmp_path:
     code = main(["stylize", str(tmp_path / "photo.png"), "--model", str(model), "--output", str(tmp_path / "o.png")])
     error = capsys.readouterr().err
     assert code == 2 and message in error and "broken.safetensors" in error
+
+
+def test_a_rerun_with_a_changed_recipe_is_refused_with_the_diff_unless_forced(synthetic_root: Path,
+                                                                             tmp_path: Path) -> None:
+    common = tiny_overrides(synthetic_root, tmp_path)
+    train_ttn(make_config("ttn", common + ["trainer.max_steps=2"]))
+    with pytest.raises(ValueError, match=r"another config(.|\n)*ttn.lr_g: 0.0002 -> 0.0005(.|\n)*resume=force"):
+        train_ttn(make_config("ttn", common + ["trainer.max_steps=4", "ttn.lr_g=5e-4"]))
+    path = train_ttn(make_config("ttn", common + ["trainer.max_steps=4", "ttn.lr_g=5e-4", "resume=force"]))
+    assert load_model_file(path, kind="ttn")[1]["iterations"] == 4
+    assert "lr_g: 0.0005" in (tmp_path / "ttn" / "config.yaml").read_text()
