@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,17 +19,23 @@ def temporary_beside(path: Path, suffix: str = "") -> str:
     return temporary
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file beside it: readers see the old or the new file."""
+def replace_atomically(path: str | os.PathLike, write: Callable[[str], object], suffix: str = "") -> Path:
+    """``write(temporary)`` a file beside ``path``, then rename it over ``path``: readers see the old or the new
+    file, never half of one; a failed write leaves the old file and no temporary behind."""
     path = Path(path)
-    temporary = temporary_beside(path)
+    temporary = temporary_beside(path, suffix)
     try:
-        Path(temporary).write_text(text)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`replace_atomically`)."""
+    return replace_atomically(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def csv_text(header: list[str], rows: list[list] | list[dict], dict_rows: bool = False) -> str:

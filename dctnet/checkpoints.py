@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from dctnet.atomic import temporary_beside
+from dctnet.atomic import replace_atomically, write_text_atomic
 
 FORMAT_VERSION = "1"
 
@@ -35,17 +34,8 @@ def save_model(path: str | Path, state: dict[str, torch.Tensor], kind: str, arch
     if broken:
         raise CheckpointError(f"refusing to write {path}: non-finite values in {len(broken)} tensors "
                               f"(first: {broken[:3]}); the model diverged")
-    temporary = temporary_beside(path)
-    try:
-        save_file(tensors, temporary, metadata={"dctnet": json.dumps(header)})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    sidecar = path.with_suffix(".json")
-    temporary = temporary_beside(sidecar)
-    Path(temporary).write_text(json.dumps(header, indent=2) + "\n")
-    os.replace(temporary, sidecar)
+    replace_atomically(path, lambda temporary: save_file(tensors, temporary, metadata={"dctnet": json.dumps(header)}))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(header, indent=2) + "\n")
     return path
 
 

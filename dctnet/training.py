@@ -22,7 +22,7 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from dctnet.atomic import temporary_beside, write_text_atomic
+from dctnet.atomic import replace_atomically, write_text_atomic
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.gan_base import STEPS_PER_ITERATION, TrainingDiverged
 
@@ -91,9 +91,8 @@ class KeepPreviousCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         last = self.directory / "last.ckpt"
         if trainer.is_global_zero and last.is_file():
-            temporary = temporary_beside(last, ".ckpt")
-            shutil.copyfile(last, temporary)
-            os.replace(temporary, self.directory / "previous.ckpt")
+            replace_atomically(self.directory / "previous.ckpt", lambda temporary: shutil.copyfile(last, temporary),
+                               ".ckpt")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -104,14 +103,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        temporary = temporary_beside(path, ".ckpt")
-        try:
-            torch.save(checkpoint, temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        replace_atomically(path, lambda temporary: torch.save(checkpoint, temporary), ".ckpt")
 
 
 def remove_interrupted_writes(directory: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from dctnet.atomic import temporary_beside
+from dctnet.atomic import replace_atomically
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # GIF: its first frame
 DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; larger files are refused, not decoded
@@ -81,14 +81,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB uint8 array atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
     suffix = path.suffix.lower() or ".png"
-    temporary = temporary_beside(path, suffix)
-    try:
-        options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
-        Image.fromarray(np.ascontiguousarray(image)).save(temporary, **options)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    replace_atomically(path, lambda temporary: Image.fromarray(np.ascontiguousarray(image)).save(temporary, **options),
+                       suffix)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

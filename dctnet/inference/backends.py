@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from dctnet.atomic import write_text_atomic
 from dctnet.checkpoints import CheckpointError, load_model_file, load_strict
 from dctnet.models.unet import UNetGenerator, refine_output
 
@@ -120,12 +121,7 @@ def export_source_digest(export: Path) -> str | None:
 
 def stamp_export(export: Path, model: Path) -> None:
     """Record beside ``export`` which model (by content) it came from, atomically."""
-    from dctnet.atomic import temporary_beside
-
-    stamp = _stamp(export)
-    temporary = temporary_beside(stamp)
-    Path(temporary).write_text(model_digest(model) + "\n")
-    os.replace(temporary, stamp)
+    write_text_atomic(_stamp(export), model_digest(model) + "\n")
 
 
 def _fresh(export: Path, model: Path) -> bool:
