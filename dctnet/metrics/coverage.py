@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dctnet.data.decode import to_tensor
 from dctnet.data.synthetic import ATTRIBUTES, face_attributes, render, sample_face
 
 
@@ -69,8 +70,7 @@ def labelled_portraits(count: int, size: int, seed: int) -> tuple[torch.Tensor, 
         style = "cartoon" if rng.random() < 0.5 else "photo"
         images.append(render(face, size, style, rng))
         labels.append(list(face_attributes(face).values()))
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return x, torch.tensor(labels, dtype=torch.float32)
+    return torch.stack([to_tensor(image) for image in images]), torch.tensor(labels, dtype=torch.float32)
 
 
 def degrade(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
