@@ -2,11 +2,12 @@
 
 Runs the whole method at toy scale on CPU (``experiment=learning``: 64 px synthetic portraits, 1000 photos,
 100 training cartoons none of which has dark skin, 200 exact test pairs), the ``ccn_none`` and ``no_gem``
-ablations, then scores every method with evaluate.py's metrics (95 % bootstrap intervals) on
+ablations and the CycleGAN and Toonify baselines (train_baseline.py), then scores every method with
+evaluate.py's metrics (95 % bootstrap intervals) on
 - all test pairs,
 - the attribute subset (test faces with the attribute no exemplar shows),
 - a geometry-shifted copy of the test pairs (rotated, scaled, off-centre: what GEM is for),
-and counts attributes (coverage) in the photos, the exemplars and the calibrated samples.
+and counts attributes (coverage) in the photos, G_src's samples, the exemplars and the calibrated samples.
 Writes ``docs/learning.md`` and its grids under ``docs/learning/``. About 30-45 min on 2 cores.
 
     python benchmarks/learning.py [hydra overrides, e.g. ttn.steps=200 for a quick look]
@@ -35,7 +36,9 @@ from common import machine  # noqa: E402
 
 from dctnet.config import register_configs  # noqa: E402
 from dctnet.data.decode import list_images, read_image, write_image  # noqa: E402
-from dctnet.data.decode import to_tensor  # noqa: E402
+from dctnet.data.decode import to_tensor, to_uint8  # noqa: E402
+from dctnet.baselines.train import BASELINES, MODEL_FILES, baseline_dir, load_baseline, train_baseline  # noqa: E402
+from dctnet.ccn.train import source_generator_path  # noqa: E402
 from dctnet.demo import _config, train_method_and_ablations  # noqa: E402
 from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
@@ -90,7 +93,27 @@ def test_sets(data_root: Path, out: Path, attribute: str) -> dict[str, tuple[Pat
     return sets
 
 
-def coverage_table(data_root: Path, calibrated: Path, size: int) -> tuple[list[str], dict[str, dict[str, float]]]:
+def write_source_samples(cfg, out: Path, count: int = 256) -> Path:
+    """``count`` G_src samples (truncation 1, seed 0): does the pretrained generator draw the photos' variety?"""
+    from dctnet.ccn.module import build_generator
+    from dctnet.ccn.source import load_source
+    from dctnet.config import StyleGANConfig, typed
+
+    model = typed(cfg.ccn.model, StyleGANConfig)
+    generator = build_generator(model).eval()
+    generator.load_state_dict(load_source(source_generator_path(cfg), model)["g_ema"])
+    shutil.rmtree(out, ignore_errors=True)
+    with torch.no_grad():
+        z = torch.randn(count, model.style_dim, generator=torch.Generator().manual_seed(0))
+        for start in range(0, count, 64):
+            images = generator([z[start:start + 64]], randomize_noise=False)[0].clamp(-1, 1)
+            for k, image in enumerate(to_uint8(images)):
+                write_image(out / f"{start + k:06d}.png", image)
+    return out
+
+
+def coverage_table(data_root: Path, calibrated: Path, size: int,
+                   source_samples: Path | None = None) -> tuple[list[str], dict[str, dict[str, float]]]:
     model = train_coverage_model(size=size)
     logging.info("coverage classifier held-out accuracy: %s", model.accuracy)
 
@@ -99,8 +122,10 @@ def coverage_table(data_root: Path, calibrated: Path, size: int) -> tuple[list[s
         images = [cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in images]
         return torch.stack([to_tensor(im) for im in images])
 
-    sets = {"photos (training)": data_root / "photos", "exemplars (training cartoons)": data_root / "cartoons",
+    sets = {"photos (training)": data_root / "photos", "G_src samples (stage 1 pretrained)": source_samples,
+            "exemplars (training cartoons)": data_root / "cartoons",
             "calibrated samples (kept)": calibrated, "test photos": data_root / "test_photos"}
+    sets = {name: folder for name, folder in sets.items() if folder is not None}
     table = {name: model.coverage(load(folder)) for name, folder in sets.items()}
     table["classifier accuracy (held out)"] = model.accuracy
     return model.names, table
@@ -130,7 +155,8 @@ def markdown(results: dict[str, dict], coverage: tuple[list[str], dict[str, dict
 def trained_models(run_dir: Path) -> tuple[Path, dict[str, Path]]:
     """The calibrated samples and models a previous run of this benchmark left in ``run_dir``."""
     models = {"dctnet": run_dir / "ttn" / "ttn.safetensors",
-              **{name: run_dir / "ablations" / name / "ttn" / "ttn.safetensors" for name in ("ccn_none", "no_gem")}}
+              **{name: run_dir / "ablations" / name / "ttn" / "ttn.safetensors" for name in ("ccn_none", "no_gem")},
+              **{name: run_dir / "baselines" / name / MODEL_FILES[name] for name in BASELINES}}
     missing = [str(path) for path in models.values() if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"--score-only needs a finished run: missing {missing}")
@@ -150,17 +176,23 @@ def main(argv: list[str]) -> None:
         calibrated, models = trained_models(run_dir)
     else:
         calibrated, models = train_method_and_ablations(argv, EXPERIMENT)
+        for baseline in BASELINES:  # CycleGAN sees the images each TTN sees (conf/experiment/demo.yaml)
+            models[baseline] = train_baseline(_config([f"baseline={baseline}", "data.test_photos=/nonexistent", *argv],
+                                                      EXPERIMENT))
     trained = time.time() - start
     docs = ROOT / "docs"
     (docs / "learning").mkdir(parents=True, exist_ok=True)
-    stylizers = {name: load_stylizer(model) for name, model in models.items()}
-    results, grids = {}, {}
+    stylizers = {name: load_baseline(model) if name in BASELINES else load_stylizer(model)
+                 for name, model in models.items()}
+    results, grids, projection = {}, {}, {}
     attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
     for name, (photos, targets) in test_sets(data_root, run_dir / "benchmark", attribute).items():
         slug = name.replace(" ", "_")
         out = run_dir / "benchmark" / slug
         for method, stylizer in stylizers.items():
             stylize_folder(stylizer, photos, out / method, overwrite=True)
+        toonify = stylizers["toonify"].backend
+        projection[name], toonify.errors = float(np.mean(toonify.errors)), []
         methods = ",".join(f"{m}:{out / m}" for m in stylizers)
         report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
                                          f"evaluate.methods={{{methods}}}", f"evaluate.out_dir={out / 'eval'}"],
@@ -168,18 +200,25 @@ def main(argv: list[str]) -> None:
         results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
         shutil.copy2(report.parent / "grid.png", docs / "learning" / f"{slug}.png")
         grids[name] = f"learning/{slug}.png"
-    coverage = coverage_table(data_root, calibrated, base.data.size)
+    coverage = coverage_table(data_root, calibrated, base.data.size,
+                              write_source_samples(base, run_dir / "benchmark" / "g_src_samples"))
     header = [f"- machine: {machine()} | CPU features: {cpu_flags()}",
               f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "
               f"exemplars without {list(base.data.synthetic.exemplars_without)}, seed {base.seed}, "
               f"data seed {base.data.synthetic.seed}, shifted-set seed {SHIFT_SEED}",
               f"- recipe: stage 1 pretrain {base.ccn.pretrain.steps} + adapt {base.ccn.adapt.steps} iterations, "
-              f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem); overrides: {argv or 'none'}",
+              f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem), batch {base.ttn.batch_size}; "
+              f"CycleGAN {base.cyclegan.steps} iterations, batch {base.cyclegan.batch_size} (the same images seen); "
+              f"Toonify: {base.toonify.latent_space} projection, {base.toonify.steps} steps per photo; "
+              f"overrides: {argv or 'none'}",
+              "- Toonify's projection error (mean L1 of G_src(latent) to the photo at G's "
+              f"{base.ccn.model.size} px, [-1, 1] units): "
+              + ", ".join(f"{name} {value:.3f}" for name, value in projection.items()),
               (f"- scored models of an earlier run in {(time.time() - start) / 60:.1f} min (--score-only)" if score_only else
                f"- training {trained / 60:.1f} min, total {(time.time() - start) / 60:.1f} min"),
               "- intervals: 95 % bootstrap over test images; LPIPS and FID use random-weight backbones (no "
               "pretrained weights offline), so compare them only within this table",
-              "- grid rows: source photos, identity, cartoon_filter, dctnet, ccn_none, no_gem, paired target"]
+              "- grid rows: source photos, identity, cartoon_filter, " + ", ".join(stylizers) + ", paired target"]
     (docs / "learning.md").write_text(markdown(results, coverage, header, grids))
     print((docs / "learning.md").read_text())
 

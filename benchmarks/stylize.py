@@ -43,10 +43,9 @@ def _stylizer(backend: str, model: Path, tile: int) -> Stylizer:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "onnxruntime":
         return Stylizer(load_backend(model, "onnxruntime", device), tile=tile)
-    network, guided = load_ttn(model)
-    runtime = TorchBackend(network, guided, device, channels_last=backend != "eager")
+    runtime = TorchBackend(load_ttn(model), device, channels_last=backend != "eager")
     if backend == "compile":
-        runtime.network = torch.compile(runtime.network)
+        runtime.ttn.network = torch.compile(runtime.ttn.network)
     return Stylizer(runtime, tile=tile)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 
 @dataclass
@@ -40,6 +41,7 @@ class GemConfig:
     zoom_max: float = 1.1
     rotate_p: float = 0.5
     rotate_limit: float = 10.0  # degrees
+    translate_p: float = 0.5
     translate: float = 0.05  # fraction of the side, both axes
     border: str = "reflect"  # reflect | replicate | constant (constant uses fill)
     fill: int = 255  # white canvas for 'constant', as the official shrink
@@ -95,6 +97,8 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     checkpoint_every: int = 100  # iterations between `last.ckpt` writes
     sample_every: int = 100  # iterations between sample grids
+    preview_count: int = 8  # images per progress grid: fixed latents (stage 1) or the first test photos (stage 2)
+    preview_seed: int = 1234  # seed of stage 1's fixed preview latents
     deterministic: bool = False
     enable_progress_bar: bool = True
     fast_dev_run: bool = False
@@ -132,6 +136,7 @@ class CCNStageConfig:
     steps: int = 1500
     batch_size: int = 8
     lr: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # StyleGAN2's Adam (beta1 0)
     r1: float = 10.0
     r1_every: int = 16
     path_length: float = 2.0
@@ -184,6 +189,9 @@ class UNetConfig:
     base_channels: int = 32
     num_residual: int = 4
     num_downsamples: int = 2
+    output_guided_filter: bool = True  # guided-filter the output with the input as guide (official post-filter)
+    guided_filter_radius: int = 1
+    guided_filter_eps: float = 1e-2
 
 
 @dataclass
@@ -217,7 +225,6 @@ class TTNLossConfig:
     tv: float = 10000.0
     surface_radius: int = 5
     surface_eps: float = 0.2
-    output_guided_filter: bool = True  # guided-filter the output with the input as guide (r=1, eps=1e-2)
     vgg_layer: str = "conv4_4"
     vgg_pretrained: bool = True
     vgg_weights: Optional[str] = None
@@ -249,6 +256,43 @@ class TTNConfig:
 
 
 @dataclass
+class CycleGANConfig:
+    """CycleGAN baseline (schema only: the values live in conf/cyclegan/*.yaml, the reference's in default.yaml)."""
+
+    steps: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    betas: list[float] = MISSING
+    decay_from: float = MISSING  # fraction of the run after which the lr decays linearly to 0
+    ngf: int = MISSING
+    ndf: int = MISSING
+    blocks: int = MISSING
+    downsamples: int = MISSING
+    d_layers: int = MISSING
+    cycle: float = MISSING  # lambda_A = lambda_B
+    identity: float = MISSING  # lambda_identity, relative to ``cycle``
+    pool_size: int = MISSING
+    init_gain: float = MISSING
+
+
+@dataclass
+class ToonifyConfig:
+    """Toonify baseline: W+ projection into G_src, then the layer-blended generator (conf/toonify/*.yaml)."""
+
+    steps: int = MISSING  # Adam steps per batch of photos
+    lr: float = MISSING
+    batch_size: int = MISSING
+    latent_space: str = MISSING  # w | w_plus
+    pixel: float = MISSING  # weight of the L1 pixel term
+    perceptual: float = MISSING  # weight of the VGG feature term (0 = off)
+    vgg_layer: str = MISSING
+    vgg_pretrained: bool = MISSING  # false offline: random features, said in the report
+    vgg_weights: Optional[str] = None
+    noise_seed: int = MISSING  # fixed synthesis noise: projection optimises the latent only
+    mean_latents: int = MISSING  # mapped samples averaged for the starting W
+
+
+@dataclass
 class EvalConfig:
     """evaluate.py: which folders to compare and which metrics to compute."""
 
@@ -261,6 +305,9 @@ class EvalConfig:
     align_faces: bool = True  # identity on MTCNN-aligned faces; sources without a face are counted, not dropped
     lpips_pretrained: bool = True  # LPIPS AlexNet backbone from the registry; false = random (tests)
     baselines: list[str] = field(default_factory=lambda: ["identity", "cartoon_filter"])
+    # Trained baselines (train_baseline.py): scored beside ``methods`` when their folder exists, else listed as not run
+    trained_baselines: dict[str, str] = field(default_factory=lambda: {
+        "cyclegan": "${run_dir}/stylized/cyclegan", "toonify": "${run_dir}/stylized/toonify"})
     bootstrap: int = 1000
 
 
@@ -279,6 +326,9 @@ class RunConfig:
     ccn: CCNConfig = field(default_factory=CCNConfig)
     ttn: TTNConfig = field(default_factory=TTNConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    baseline: str = "cyclegan"  # train_baseline.py: cyclegan | toonify
+    cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
+    toonify: ToonifyConfig = field(default_factory=ToonifyConfig)
     experiment: Any = None
 
 

@@ -21,6 +21,8 @@ from dctnet.config import register_configs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("dctnet.demo")
+TRAINED_ON = {"dctnet": "calibrated samples + exemplars, GEM", "ccn_none": "exemplars only, GEM",
+              "no_gem": "calibrated samples + exemplars, no GEM"}
 
 
 def _config(overrides: list[str], experiment: str = "demo"):
@@ -76,6 +78,8 @@ def identity_overrides() -> list[str]:
 def main(argv: list[str] | None = None) -> Path:
     from dctnet.data.decode import write_image
     from dctnet.inference.stylize import load_stylizer, stylize_folder
+    from dctnet.baselines.train import BASELINES, train_baseline
+    from dctnet.metrics.provenance import write_provenance
     from dctnet.metrics.run import run_evaluation
     from dctnet.training import prepare_environment
 
@@ -90,6 +94,9 @@ def main(argv: list[str] | None = None) -> Path:
     stylizers = {name: load_stylizer(model) for name, model in models.items()}
     for name, stylizer in stylizers.items():  # the folders conf/experiment/demo.yaml names as evaluate.methods
         stylize_folder(stylizer, base.data.test_photos, run_dir / "stylized" / name, overwrite=True)
+        write_provenance(run_dir / "stylized" / name, models[name], trained_on=TRAINED_ON[name])
+    for baseline in BASELINES:
+        train_baseline(_config([f"baseline={baseline}", *extra]))
     import skimage.data
 
     write_image(run_dir / "stylized" / "astronaut_dctnet.png", stylizers["dctnet"](skimage.data.astronaut()))

@@ -189,7 +189,9 @@ class GANModule(pl.LightningModule):
     @torch.no_grad()
     def _generator_digest(self) -> torch.Tensor:
         """Per-parameter sums and sums of squares of G and its EMA: equal on every rank iff DDP kept them in sync."""
-        values = [t.double() for p in (*self.generator.parameters(), *self.generator_ema.parameters())
+        ema = getattr(self, "generator_ema", None)  # baselines such as CycleGAN keep no EMA
+        networks = (self.generator, ema) if ema is not None else (self.generator,)
+        values = [t.double() for net in networks for p in net.parameters()
                   for t in (p.sum(), p.pow(2).sum())]
         return torch.stack(values)
 

@@ -163,7 +163,8 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
 RERUN_FREE_KEYS = ("resume", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.sample_every",
                    "trainer.checkpoint_every", "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
                    "trainer.num_nodes", "trainer.strategy", "trainer.divergence", "logger", "data.num_workers",
-                   "ttn.steps", "ccn.pretrain.steps", "ccn.adapt.steps", "evaluate")
+                   "trainer.preview_count", "trainer.preview_seed", "ttn.steps", "ccn.pretrain.steps",
+                   "ccn.adapt.steps", "cyclegan.steps", "evaluate", "baseline", "toonify")
 
 
 def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -78,9 +78,9 @@ def test_identity_metric_separates_same_person_from_different_people(identity) -
     images = {name: image for name, image in people.items()}
     for name, image in people.items():
         images.update({f"{name}/{v}": np.ascontiguousarray(x) for v, x in _variants(image).items()})
-    alignments = source_alignments(np.stack(list(images.values())))  # the metric's MTCNN alignment, per image
+    alignments = source_alignments(np.stack(list(images.values())), 160)  # the metric's MTCNN alignment, per image
     assert all(a is not None for a in alignments)
-    embeddings = {name: identity.embed_aligned(aligned_faces(image[None], [a]))
+    embeddings = {name: identity.embed_aligned(aligned_faces(image[None], [a], 160))
                   for (name, image), a in zip(images.items(), alignments)}
     # 100 further people: scikit-image's LFW subset (25x25 grey crops of faces, already roughly aligned)
     lfw = skimage.data.lfw_subset()[:100].astype(np.float32)

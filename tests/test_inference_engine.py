@@ -35,11 +35,10 @@ def _photo(size: tuple[int, int] = (256, 320)) -> np.ndarray:
 
 
 def test_channels_last_and_onnxruntime_equal_the_eager_reference(model: Path) -> None:
-    network, guided = load_ttn(model)
-    reference = TorchBackend(network, guided, "cpu", channels_last=False)
+    reference = TorchBackend(load_ttn(model), "cpu", channels_last=False)
     batch = torch.stack([to_tensor(_photo((64, 96))), to_tensor(_photo((64, 96))[::-1])])
     expected = reference(batch)
-    for backend in (TorchBackend(load_ttn(model)[0], guided, "cpu", channels_last=True),
+    for backend in (TorchBackend(load_ttn(model), "cpu", channels_last=True),
                     load_backend(model, "onnxruntime", "cpu")):
         difference = (backend(batch) - expected).abs().max().item()
         print(f"{backend.name}: max |difference| to eager NCHW = {difference:.2e}")
@@ -146,3 +145,25 @@ def test_video_keeps_its_audio_track(model: Path, tmp_path: Path) -> None:
         samples = sum(f.samples for f in result.decode(audio=0))
     assert frames == 20 and samples >= 30000  # all frames, and (nearly) the 2 s of sound
     assert sorted(p.name for p in tmp_path.iterdir()) == ["styled.mp4", "talk.mp4"]  # no temporaries left
+
+
+def test_training_sample_torch_and_onnx_stylize_run_one_ttn_module(model: Path) -> None:
+    """The TTN as the training module samples it, the torch backend and ONNX Runtime agree on the same weights."""
+    from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig
+    from dctnet.models.unet import TTN
+    from dctnet.ttn.module import TTNModule
+
+    ttn = load_ttn(model)
+    assert isinstance(ttn, TTN) and ttn.arch()["guided_filter_radius"] == 1
+    loss = TTNLossConfig(vgg_pretrained=False, face=FacePerceptionConfig(kind="none", weight=0.0))
+    module = TTNModule(UNetConfig(8, 1, 2), DiscriminatorConfig([8, 8, 8]), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0,
+                       "unused", 0)
+    module.generator_ema.network.load_state_dict(ttn.network.state_dict())
+    batch = torch.stack([to_tensor(_photo((64, 96))), to_tensor(_photo((64, 96))[::-1])])
+    with torch.no_grad():
+        trained = module.stylize(batch, ema=True).clamp(-1, 1)
+    served = {"torch": TorchBackend(load_ttn(model), "cpu", channels_last=False)(batch),
+              "onnxruntime": load_backend(model, "onnxruntime", "cpu")(batch)}
+    for name, output in served.items():
+        difference = (output - trained).abs().max().item()
+        assert difference < 1e-5, f"{name}: {difference:.2e}"

@@ -96,14 +96,14 @@ def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: 
     shifted = np.roll(astronaut, (6, -4), axis=(0, 1))
     no_face = cv2.resize(skimage.data.coffee(), (256, 256))
     sources = np.stack([astronaut, shifted, no_face])
-    alignments = source_alignments(sources)
+    alignments = source_alignments(sources, 160)
     assert [m is None for m in alignments] == [False, False, True]
     torch.manual_seed(0)
     identity = build_identity_network(IdentityConfig(pretrained=False))
-    same = identity_similarities(sources, sources, identity, alignments)
+    same = identity_similarities(sources, sources, identity, alignments, 160)
     assert np.isnan(same[2]) and np.allclose(same[:2], 1.0, atol=1e-5)
     noisy = np.clip(sources.astype(int) + np.random.default_rng(0).integers(-60, 60, sources.shape), 0, 255)
-    changed = identity_similarities(noisy.astype(np.uint8), sources, identity, alignments)
+    changed = identity_similarities(noisy.astype(np.uint8), sources, identity, alignments, 160)
     assert np.isnan(changed[2]) and (changed[:2] < same[:2]).all()
 
 

@@ -38,8 +38,7 @@ def test_a_replaced_model_with_an_older_date_is_not_served_from_a_stale_onnx_exp
     target.write_bytes(models[1].read_bytes())
     os.utime(target, (1_000_000, 1_000_000))  # an older date than the export, as cp -p leaves it
     served = load_backend(target, "onnxruntime", "cpu")(photo)
-    network, guided = load_ttn(models[1])
-    expected = TorchBackend(network, guided, "cpu", channels_last=False)(photo)
+    expected = TorchBackend(load_ttn(models[1]), "cpu", channels_last=False)(photo)
     assert (served - expected).abs().max() < 1e-3
 
 

@@ -17,7 +17,8 @@ from dctnet.checkpoints import load_model_file
 from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig
 from dctnet.data.decode import list_images, read_image, to_tensor, write_image
 from dctnet.data.synthetic import ensure_dataset
-from dctnet.models.unet import UNetGenerator, pad_to_multiple, refine_output
+from dctnet.inference.backends import load_ttn
+from dctnet.models.unet import UNetGenerator, pad_to_multiple
 from dctnet.ttn.module import TTNModule
 from dctnet.ttn.train import train_ttn
 
@@ -96,14 +97,11 @@ def test_expression_loss_without_labels_is_a_clear_error() -> None:
 
 
 def _paired_scores(model_path: Path, root: Path) -> tuple[float, float, float, float]:
-    state, header = load_model_file(model_path, kind="ttn")
-    net = UNetGenerator(header["arch"]["base_channels"], header["arch"]["num_residual"],
-                        header["arch"]["num_downsamples"]).eval()
-    net.load_state_dict(state)
+    ttn = load_ttn(model_path)
     photos = torch.stack([to_tensor(read_image(p)) for p in list_images(root / "test_photos")])
     targets = torch.stack([to_tensor(read_image(p)) for p in list_images(root / "test_cartoons")])
     with torch.no_grad():
-        outputs = refine_output(photos, net(photos)).clamp(-1, 1)
+        outputs = ttn(photos)
     l1_in, l1_out = (photos - targets).abs().mean().item(), (outputs - targets).abs().mean().item()
     unit = lambda t: (t + 1) / 2  # noqa: E731
     ssim_in = ssim(unit(photos), unit(targets), data_range=1.0).item()

@@ -57,7 +57,9 @@ class CCNModule(GANModule):
         sample_every: int,
         identity: IdentityConfig | None = None,
         source_state: dict[str, dict[str, torch.Tensor]] | None = None,
+        preview: tuple[int, int] = (8, 1234),
     ) -> None:
+        """``preview``: (count, seed) of the fixed latents drawn in every progress grid (``trainer.preview_*``)."""
         super().__init__(out_dir, sample_every, stage.batch_size)
         if mode not in ("pretrain", "adapt"):
             raise ValueError(f"mode must be pretrain or adapt, got {mode!r}")
@@ -88,12 +90,13 @@ class CCNModule(GANModule):
             if name in self.frozen:
                 parameter.requires_grad_(False)
         self.register_buffer("mean_path_length", torch.zeros(()))
-        self.register_buffer("fixed_z", torch.randn(8, model.style_dim, generator=torch.Generator().manual_seed(1234)))
+        count, seed = preview
+        self.register_buffer("fixed_z", torch.randn(count, model.style_dim, generator=torch.Generator().manual_seed(seed)))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         trainable = [p for n, p in self.generator.named_parameters() if n not in self.frozen]
-        betas = (0.0, 0.99)
-        return self.adam_pair(self.discriminator.parameters(), self.stage.lr, trainable, self.stage.lr, betas)
+        return self.adam_pair(self.discriminator.parameters(), self.stage.lr, trainable, self.stage.lr,
+                              tuple(self.stage.betas))
 
     def train(self, mode: bool = True) -> "CCNModule":
         super().train(mode)
@@ -186,7 +189,5 @@ class CCNModule(GANModule):
                                                            "channel_max", "lr_mlp")}
         state = {f"g_ema.{k}": v for k, v in self.generator_ema.state_dict().items()}
         state.update({f"d.{k}": v for k, v in self.discriminator.state_dict().items()})
-        with torch.no_grad():
-            state["latent_avg"] = self.generator_ema.mean_latent(4096)[0]
         return save_model(Path(path) / "ccn.safetensors", state, kind="stylegan2", arch=arch,
                           extra={"mode": self.mode, **self.export_extras()})

@@ -15,10 +15,11 @@ def split_prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 
 
 def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
-    """``{'g_ema': ..., 'd': ... (if present), 'latent_avg': ... (if present)}`` checked against ``model``.
+    """``{'g_ema': ..., 'd': ... (if present)}`` checked against ``model``.
 
     rosinality files hold ``g``, ``d``, ``g_ema`` (training checkpoints) or only ``g_ema`` and
-    ``latent_avg`` (converted NVIDIA weights); both load strictly into our modules.
+    ``latent_avg`` (converted NVIDIA weights); both load strictly into our modules. ``latent_avg`` is not
+    read: sampling and projection compute the mean latent of the generator they use (``ccn.sampling.mean_latents``).
     """
     from dctnet.ccn.module import build_discriminator, build_generator
 
@@ -31,8 +32,6 @@ def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, 
             raise CheckpointError(f"{path} was trained with {arch}, the config asks for {expected}: "
                                   "set ccn/model to match the checkpoint")
         source = {"g_ema": split_prefixed(state, "g_ema."), "d": split_prefixed(state, "d.")}
-        if "latent_avg" in state:
-            source["latent_avg"] = state["latent_avg"]
     else:
         raw = load_torch_file(path)
         if not isinstance(raw, dict) or "g_ema" not in raw:
@@ -40,8 +39,6 @@ def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, 
         source = {"g_ema": raw["g_ema"]}
         if "d" in raw:
             source["d"] = raw["d"]
-        if "latent_avg" in raw:
-            source["latent_avg"] = raw["latent_avg"]
     load_strict(build_generator(model), source["g_ema"], f"{path} (g_ema)")
     if source.get("d"):
         load_strict(build_discriminator(model), source["d"], f"{path} (d)")

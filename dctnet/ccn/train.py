@@ -34,10 +34,11 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
     model: StyleGANConfig = typed(cfg.ccn.model, StyleGANConfig)
     stage_dir = ccn_dir / mode
     iterations = iterations_for(cfg, stage_cfg.steps)
-    check_optimiser(f"ccn.{mode}", stage_cfg.batch_size)
+    check_optimiser(f"ccn.{mode}", stage_cfg.batch_size, stage_cfg.betas)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = CCNModule(model, stage_cfg, mode, str(stage_dir), int(cfg.trainer.sample_every),
-                       identity=typed(cfg.identity, IdentityConfig), source_state=source_state)
+                       identity=typed(cfg.identity, IdentityConfig), source_state=source_state,
+                       preview=(int(cfg.trainer.preview_count), int(cfg.trainer.preview_seed)))
     folder = cfg.data.photos if mode == "pretrain" else cfg.data.cartoons
     datamodule = GANDataModule({"image": folder}, size=model.size, batch_size=stage_cfg.batch_size,
                                seed=cfg.seed + (0 if mode == "pretrain" else 1), total_iterations=iterations,
@@ -99,6 +100,20 @@ def pretrained_source(cfg: DictConfig, ccn_dir: Path) -> Path:
         os.replace(temporary, cached)
         log.info("pretrained G_src cached as %s", cached)
     return exported
+
+
+def source_generator_path(cfg: DictConfig) -> Path:
+    """The G_src that stage 1 used for this config: ``ccn.source_checkpoint``, else the cached or run-local export."""
+    if cfg.ccn.source_checkpoint:
+        return Path(cfg.ccn.source_checkpoint)
+    candidates = [Path(cfg.run_dir) / "ccn" / "pretrain" / "ccn.safetensors"]
+    if cfg.ccn.source_cache:
+        candidates.insert(0, Path(cfg.ccn.source_cache).expanduser() / f"g_src-{source_cache_key(cfg)}.safetensors")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no pretrained G_src for this config (looked for {[str(c) for c in candidates]}): run "
+                            "train_ccn.py with the same run_dir and pretrain recipe, or set ccn.source_checkpoint")
 
 
 def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, cartoon_state: dict, out_dir: Path) -> Path:

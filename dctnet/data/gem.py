@@ -37,7 +37,7 @@ def build_gem(cfg: GemConfig) -> A.Compose | None:
         steps.append(A.OneOf(scale_choices, p=min(1.0, total)))
     if cfg.translate > 0:
         shift = (-cfg.translate, cfg.translate)
-        steps.append(A.Affine(translate_percent={"x": shift, "y": shift}, p=0.5, **border))
+        steps.append(A.Affine(translate_percent={"x": shift, "y": shift}, p=cfg.translate_p, **border))
     return A.Compose(steps, seed=0)
 
 

@@ -21,7 +21,7 @@ import torch
 
 from dctnet.atomic import write_text_atomic
 from dctnet.checkpoints import CheckpointError, load_model_file, load_strict
-from dctnet.models.unet import UNetGenerator, refine_output
+from dctnet.models.unet import TTN
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -44,38 +44,38 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def load_ttn(path: str | Path) -> tuple[UNetGenerator, bool]:
-    """The exported generator (eval mode) and whether its output goes through the guided filter."""
+def load_ttn(path: str | Path) -> TTN:
+    """The exported TTN (U-Net weights, output filter settings from the header), in eval mode."""
     state, header = load_model_file(path, kind="ttn")
     arch = header.get("arch")
     needed = ("base_channels", "num_residual", "num_downsamples")
     if not isinstance(arch, dict) or any(not isinstance(arch.get(key), int) for key in needed):
         raise CheckpointError(f"{path}: its header's arch must give {', '.join(needed)} as integers, got {arch!r}")
-    network = UNetGenerator(arch["base_channels"], arch["num_residual"], arch["num_downsamples"])
-    load_strict(network, state, str(path))
-    return network.eval(), bool(arch.get("output_guided_filter", True))
+    known = set(needed) | {"output_guided_filter", "guided_filter_radius", "guided_filter_eps"}
+    ttn = TTN(**{key: value for key, value in arch.items() if key in known})
+    load_strict(ttn.network, state, str(path))
+    return ttn.eval()
 
 
 class TorchBackend:
     """Eager PyTorch. ``channels_last`` is on by default: same numbers, faster convolutions (benchmarks/roofline.py)."""
 
-    def __init__(self, network: UNetGenerator, guided_filter: bool, device: str | torch.device = "cpu",
-                 half: bool = False, channels_last: bool = True) -> None:
+    def __init__(self, ttn: TTN, device: str | torch.device = "cpu", half: bool = False,
+                 channels_last: bool = True) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         if half and self.device.type != "cuda":
             raise ValueError("--half is for CUDA devices (fp16 on CPU is slower and less exact); drop it on CPU")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.network = network.eval().to(self.device, memory_format=self.memory_format)
-        self.guided_filter, self.half, self.stride = guided_filter, half, network.stride
+        self.ttn = ttn.eval().to(self.device, memory_format=self.memory_format)
+        self.half, self.stride = half, ttn.stride
         self.name = f"torch ({self.device.type}{', fp16' if half else ''}{', channels_last' if channels_last else ''})"
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, memory_format=self.memory_format)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-            raw = self.network(x)
-        out = refine_output(x, raw.float(), self.guided_filter).clamp(-1, 1)  # filter in fp32: it divides by variances
-        return out.float().contiguous().cpu()
+            raw = self.ttn.network(x)
+        return self.ttn.refine(x, raw).clamp(-1, 1).float().contiguous().cpu()  # the filter runs in fp32
 
 
 class OnnxBackend:
@@ -145,9 +145,9 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
     resolved = resolve_device(device)
     if backend == "auto":
         backend = "torch" if half else fastest_backend(resolved)
-    network, guided_filter = load_ttn(model)
+    ttn = load_ttn(model)
     if backend == "torch":
-        return TorchBackend(network, guided_filter, resolved, half)
+        return TorchBackend(ttn, resolved, half)
     if half:
         raise ValueError("--half applies to the torch backend on CUDA")
     onnx_path = onnx_beside(model)
@@ -157,4 +157,4 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         _, worst = export_model(model, "onnx", onnx_path)
         log.info("exported %s for ONNX Runtime (parity with PyTorch: max |difference| %.1e)", onnx_path, worst)
-    return OnnxBackend(onnx_path, network.stride, resolved)
+    return OnnxBackend(onnx_path, ttn.stride, resolved)

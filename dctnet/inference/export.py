@@ -11,23 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from dctnet.inference.backends import load_ttn, stamp_export
-from dctnet.models.unet import UNetGenerator, refine_output
 
 PARITY_TOLERANCE = 1e-3
-
-
-class ExportableTTN(nn.Module):
-    """The TTN and its output guided filter as one graph."""
-
-    def __init__(self, network: UNetGenerator, guided_filter: bool) -> None:
-        super().__init__()
-        self.network, self.guided_filter = network, guided_filter
-
-    def forward(self, photo: torch.Tensor) -> torch.Tensor:
-        return refine_output(photo, self.network(photo), self.guided_filter).clamp(-1, 1)
 
 
 def _parity_inputs(stride: int) -> list[torch.Tensor]:
@@ -38,10 +25,9 @@ def _parity_inputs(stride: int) -> list[torch.Tensor]:
 
 def export_model(model: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, float]:
     """Write the exported file; returns its path and the worst absolute difference to PyTorch."""
-    network, guided_filter = load_ttn(model)
-    module = ExportableTTN(network, guided_filter).eval()
+    module = load_ttn(model)  # the same TTN module training and the torch backend run
     out = Path(out) if out else Path(model).with_suffix(".onnx" if fmt == "onnx" else ".ts")
-    example = _parity_inputs(network.stride)
+    example = _parity_inputs(module.stride)
     with torch.inference_mode():
         references = [module(x) for x in example]
     if fmt == "onnx":

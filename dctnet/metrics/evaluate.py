@@ -76,15 +76,16 @@ def summarise(values: np.ndarray, bootstrap: int) -> dict[str, float]:
             "count": int(len(finite))}
 
 
-def aligned_faces(images: np.ndarray, matrices: list[np.ndarray | None], size: int = 160) -> torch.Tensor:
+def aligned_faces(images: np.ndarray, matrices: list[np.ndarray | None], size: int) -> torch.Tensor:
     """Warp each image with its source's alignment matrix (skipping sources without a face)."""
     crops = [cv2.warpAffine(im, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
              for im, m in zip(images, matrices) if m is not None]
     return _to_tensor(np.stack(crops)) if crops else torch.zeros(0, 3, size, size)
 
 
-def source_alignments(sources: np.ndarray, size: int = 160) -> list[np.ndarray | None]:
-    """MTCNN 5-point alignment matrix of the most confident face of each source, or None when none is found."""
+def source_alignments(sources: np.ndarray, size: int) -> list[np.ndarray | None]:
+    """MTCNN 5-point alignment matrix (to a ``size`` px crop: the identity network's input) of the most confident
+    face of each source, or None when none is found."""
     from dctnet.data.align import FaceAligner
 
     aligner = FaceAligner(size=size, scale=1.0)
@@ -96,7 +97,7 @@ def source_alignments(sources: np.ndarray, size: int = 160) -> list[np.ndarray |
 
 
 def identity_similarities(outputs: np.ndarray, sources: np.ndarray, identity: Any,
-                          alignments: list[np.ndarray | None] | None) -> np.ndarray:
+                          alignments: list[np.ndarray | None] | None, face_size: int) -> np.ndarray:
     """Per-pair cosine similarity; NaN where the source has no detected face (counted by the caller)."""
     if alignments is None:
         return torch.nn.functional.cosine_similarity(identity(_to_tensor(outputs)), identity(_to_tensor(sources)),
@@ -104,8 +105,8 @@ def identity_similarities(outputs: np.ndarray, sources: np.ndarray, identity: An
     similarities = np.full(len(sources), np.nan)
     found = [k for k, m in enumerate(alignments) if m is not None]
     if found:
-        a = identity.embed_aligned(aligned_faces(outputs, alignments))
-        b = identity.embed_aligned(aligned_faces(sources, alignments))
+        a = identity.embed_aligned(aligned_faces(outputs, alignments, face_size))
+        b = identity.embed_aligned(aligned_faces(sources, alignments, face_size))
         similarities[found] = torch.nn.functional.cosine_similarity(a, b, dim=1).numpy()
     return similarities
 
@@ -113,7 +114,7 @@ def identity_similarities(outputs: np.ndarray, sources: np.ndarray, identity: An
 @torch.inference_mode()
 def score_method(outputs: np.ndarray, sources: np.ndarray, reference_features: np.ndarray,
                  targets: np.ndarray | None, features: FeatureExtractor, identity: Any, perceptual: Any,
-                 bootstrap: int, alignments: list[np.ndarray | None] | None = None) -> dict[str, Any]:
+                 bootstrap: int, alignments: list[np.ndarray | None] | None = None, face_size: int = 0) -> dict[str, Any]:
     """All metrics of one method (outputs aligned with sources and, if given, targets)."""
     result: dict[str, Any] = {}
     out_features = features(outputs)
@@ -125,7 +126,7 @@ def score_method(outputs: np.ndarray, sources: np.ndarray, reference_features: n
     result["kid"], result["kid_std"] = kid_mean, kid_std
     out_t, src_t = _to_tensor(outputs), _to_tensor(sources)
     if identity is not None:
-        sims = identity_similarities(outputs, sources, identity, alignments)
+        sims = identity_similarities(outputs, sources, identity, alignments, face_size)
         result["identity"] = summarise(sims, bootstrap)
         result["identity"]["faces_not_found"] = int(np.isnan(sims).sum())
     if perceptual is not None:

@@ -21,7 +21,8 @@ from dctnet.metrics.evaluate import (
     source_alignments,
     write_report,
 )
-from dctnet.metrics.features import build_feature_extractor
+from dctnet.metrics.features import build_feature_extractor, weights_only_torch_load
+from dctnet.metrics.provenance import describe_provenance
 from dctnet.models.face import build_identity_network
 from dctnet.weights import resolve
 
@@ -31,7 +32,8 @@ LPIPS_ALEX_SLICES = {1: range(0, 2), 2: range(2, 5), 3: range(5, 8), 4: range(8,
 
 def build_lpips(pretrained: bool) -> tuple[torch.nn.Module, str]:
     """lpips' AlexNet LPIPS; its linear layers ship in the package, the backbone comes from the registry."""
-    with torch.random.fork_rng():  # a random backbone must be the same one in every run
+    # lpips reads its linear layers with a bare torch.load, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD would make unsafe
+    with torch.random.fork_rng(), weights_only_torch_load():  # a random backbone must be the same in every run
         torch.manual_seed(0)
         model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     if not pretrained:
@@ -58,7 +60,8 @@ def run_evaluation(cfg: DictConfig) -> Path:
     identity = build_identity_network(typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None
     perceptual, perceptual_name = build_lpips(ev.lpips_pretrained)
     reference_features = features(reference)
-    alignments = source_alignments(sources) if identity is not None and ev.align_faces else None
+    face_size = int(cfg.identity.input_size)  # faces are aligned to the identity network's input
+    alignments = source_alignments(sources, face_size) if identity is not None and ev.align_faces else None
     missing = sum(m is None for m in alignments) if alignments is not None else 0
     methods: dict[str, Path | None] = {}
     for baseline in ev.baselines:
@@ -66,6 +69,15 @@ def run_evaluation(cfg: DictConfig) -> Path:
             raise ValueError(f"unknown built-in baseline {baseline!r}; choose from {BUILTIN_BASELINES}")
         methods[baseline] = None
     methods.update({name: Path(folder) for name, folder in ev.methods.items()})
+    not_run = []
+    for name, folder in ev.trained_baselines.items():
+        if name in methods:
+            continue
+        if Path(folder).is_dir():
+            methods[name] = Path(folder)
+        else:
+            not_run.append(name)
+            log.info("baseline %s not scored: %s does not exist (python train_baseline.py baseline=%s)", name, folder, name)
     results, grids = {}, {}
     for method, folder in methods.items():
         if method == "identity":
@@ -79,7 +91,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
             outputs = load_matched(folder, names, size)
         log.info("scoring %s (%d images)", method, len(outputs))
         results[method] = score_method(outputs, sources, reference_features, targets, features, identity, perceptual,
-                                       ev.bootstrap, alignments)
+                                       ev.bootstrap, alignments, face_size)
         grids[method] = outputs
     if targets is not None:
         grids["paired target"] = targets
@@ -91,4 +103,9 @@ def run_evaluation(cfg: DictConfig) -> Path:
                                  "(excluded from the mean and counted)") if alignments is not None
               else "fixed central crop (evaluate.align_faces=false)",
               "perceptual network": perceptual_name}
+    if not_run:
+        header["baselines not run"] = ", ".join(not_run)
+    for method, folder in methods.items():
+        if folder is not None:
+            header[f"{method} made by"] = describe_provenance(folder)
     return write_report(results, header, out_dir, grids, sources)

@@ -30,7 +30,8 @@ class AttributeRegressor(nn.Module):
     """Small spectral-norm CNN: face image -> facial attributes (e.g. eye and mouth openness) in [0, 1].
 
     The facial perception loss trains it on photos with known attributes and asks the stylized output
-    to show the same attributes as its input (DESIGN.md §2: the MIT port's idea, our landmarks).
+    to show the same attributes as its input (the expression loss of the MIT PyTorch port of DCT-Net; the
+    labels come from the photo folder's ``attributes.csv``, which ``dctnet synth`` writes).
     """
 
     def __init__(self, outputs: int = 2, channels: tuple[int, ...] = (16, 32, 64, 64)) -> None:

@@ -33,6 +33,7 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, base_channels: int = 32, num_residual: int = 4, num_downsamples: int = 2) -> None:
         super().__init__()
+        self.base_channels, self.num_residual, self.num_downsamples = base_channels, num_residual, num_downsamples
         c = [base_channels * 2**i for i in range(num_downsamples + 1)]
         self.stride = 2**num_downsamples
         self.stem = conv(3, c[0], 7)
@@ -73,10 +74,37 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (height, width)
 
 
-def refine_output(photo: torch.Tensor, raw: torch.Tensor, enabled: bool = True) -> torch.Tensor:
-    """The official post-filter of the U-Net output: guided filter with the photo as guide (r=1, eps=1e-2).
+class TTN(nn.Module):
+    """The whole stage-2 model, as training, every inference backend and export run it: U-Net, then the official
+    output guided filter (the photo as guide), then, for use, a clamp to [-1, 1].
 
-    Part of the model (training losses, inference backends and exports all apply it); kept here, free of the
-    training stack, so that inference does not import Lightning.
+    The U-Net's weights sit under ``network`` and are exported on their own (``ttn.safetensors`` keys are the
+    U-Net's); the filter settings travel in the file's ``arch`` header. Free of the training stack, so that
+    inference does not import Lightning.
     """
-    return guided_filter(photo, raw, radius=1, eps=1e-2) if enabled else raw
+
+    def __init__(self, base_channels: int = 32, num_residual: int = 4, num_downsamples: int = 2,
+                 output_guided_filter: bool = True, guided_filter_radius: int = 1, guided_filter_eps: float = 1e-2) -> None:
+        super().__init__()
+        self.network = UNetGenerator(base_channels, num_residual, num_downsamples)
+        self.output_guided_filter = output_guided_filter
+        self.guided_filter_radius, self.guided_filter_eps = guided_filter_radius, guided_filter_eps
+        self.stride = self.network.stride
+
+    def arch(self) -> dict[str, int | float | bool]:
+        """The constructor arguments (the model file's ``arch`` header)."""
+        network = self.network
+        return {"base_channels": network.base_channels, "num_residual": network.num_residual,
+                "num_downsamples": network.num_downsamples, "output_guided_filter": self.output_guided_filter,
+                "guided_filter_radius": self.guided_filter_radius, "guided_filter_eps": self.guided_filter_eps}
+
+    def refine(self, photo: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """The output filter alone, in fp32 (it divides by local variances)."""
+        if not self.output_guided_filter:
+            return raw
+        return guided_filter(photo.float(), raw.float(), radius=self.guided_filter_radius, eps=self.guided_filter_eps)
+
+    def forward(self, photo: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Photo in [-1, 1] -> cartoon; ``clamp=False`` for training losses (gradients beyond the range)."""
+        out = self.refine(photo, self.network(photo))
+        return out.clamp(-1, 1) if clamp else out

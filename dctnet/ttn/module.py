@@ -25,14 +25,15 @@ from dctnet.losses.representations import random_grey_weights, surface, texture
 from dctnet.losses.superpixel import superpixel_mean
 from dctnet.models.discriminators import AttributeRegressor, PatchDiscriminator
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
-from dctnet.models.unet import UNetGenerator, refine_output
+from dctnet.models.unet import TTN
 from dctnet.models.vgg import VGGFeatures
 
 FACE_KINDS = ("expression", "identity", "none")
 
 
-def build_unet(cfg: UNetConfig) -> UNetGenerator:
-    return UNetGenerator(cfg.base_channels, cfg.num_residual, cfg.num_downsamples)
+def build_ttn(cfg: UNetConfig) -> TTN:
+    return TTN(cfg.base_channels, cfg.num_residual, cfg.num_downsamples, cfg.output_guided_filter,
+               cfg.guided_filter_radius, cfg.guided_filter_eps)
 
 
 class TTNModule(GANModule):
@@ -61,7 +62,7 @@ class TTNModule(GANModule):
             raise ValueError(f"ttn.loss.face.kind must be one of {FACE_KINDS}, got {loss.face.kind!r}")
         self.model_cfg, self.loss_cfg = model, loss
         self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
-        self.generator = build_unet(model)
+        self.generator = build_ttn(model)
         self.generator_ema = make_ema(self.generator)
         self.d_surface = PatchDiscriminator(3, discriminator.channels)
         self.d_texture = PatchDiscriminator(1, discriminator.channels)
@@ -89,8 +90,7 @@ class TTNModule(GANModule):
         return self.adam_pair(d_params, self.lr_d, self.generator.parameters(), self.lr_g, self.betas)
 
     def stylize(self, photo: torch.Tensor, ema: bool = False) -> torch.Tensor:
-        network = self.generator_ema if ema else self.generator
-        return refine_output(photo, network(photo), self.loss_cfg.output_guided_filter)
+        return (self.generator_ema if ema else self.generator)(photo, clamp=False)
 
     def _discriminators(self) -> list[torch.nn.Module]:
         return [net for net in (self.d_surface, self.d_texture, self.d_image, self.regressor) if net is not None]
@@ -192,8 +192,6 @@ class TTNModule(GANModule):
         return [photos, self.stylize(photos, ema=True).clamp(-1, 1)]
 
     def export(self, path: Path) -> Path:
-        arch = {"base_channels": self.model_cfg.base_channels, "num_residual": self.model_cfg.num_residual,
-                "num_downsamples": self.model_cfg.num_downsamples,
-                "output_guided_filter": self.loss_cfg.output_guided_filter}
-        return save_model(Path(path) / "ttn.safetensors", self.generator_ema.state_dict(), kind="ttn", arch=arch,
+        ttn = self.generator_ema
+        return save_model(Path(path) / "ttn.safetensors", ttn.network.state_dict(), kind="ttn", arch=ttn.arch(),
                           extra={"loss_recipe": self.loss_cfg.recipe, **self.export_extras()})

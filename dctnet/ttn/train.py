@@ -15,9 +15,6 @@ from dctnet.data.folders import ImageFolder
 from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 from dctnet.ttn.module import TTNModule
 
-SAMPLE_GRID_SIZE = 8
-
-
 def cartoon_folder(cfg: DictConfig) -> str:
     """``ttn.cartoons`` when set (e.g. the calibrated samples), else ``data.cartoons``."""
     return str(cfg.ttn.cartoons) if cfg.ttn.cartoons else str(cfg.data.cartoons)
@@ -46,7 +43,7 @@ def train_ttn(cfg: DictConfig) -> Path:
     photos = datamodule.dataset.folders["photo"]
     sample_source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
     preview = ImageFolder(sample_source, cfg.data.size, cfg.data.max_pixels)
-    sample_photos = torch.stack([to_tensor(preview.load(i)) for i in range(min(SAMPLE_GRID_SIZE, len(preview)))])
+    sample_photos = torch.stack([to_tensor(preview.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(preview)))])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = TTNModule(
         model=typed(ttn.model, UNetConfig), discriminator=typed(ttn.discriminator, DiscriminatorConfig),

@@ -1,0 +1,1 @@
+"""Baselines trained and scored inside the framework (the paper's comparison): CycleGAN and Toonify."""
