@@ -39,14 +39,8 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from dctnet.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, read_image, write_image
-    from dctnet.inference.stylize import (
-        VIDEO_EXTENSIONS,
-        PortraitStylizer,
-        load_stylizer,
-        stylize_folder,
-        stylize_video,
-    )
+    from dctnet.data.decode import ImageDecodeError
+    from dctnet.inference.stylize import PortraitStylizer, load_stylizer
 
     options = dict(device=args.device, backend=args.backend, half=args.half, tile=args.tile, overlap=args.overlap,
                    batch_size=args.batch_size)
@@ -69,33 +63,49 @@ def _stylize(args: argparse.Namespace) -> int:
             return None
         return out
 
+    try:
+        outcome = _dispatch(stylizer, source, target, args, single_output, start)
+    except (PermissionError, ImageDecodeError) as error:  # unwritable output, undecodable video: nothing written
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if isinstance(outcome, int):
+        return outcome
+    done, skipped = outcome
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}")
+    faces = f", {stylizer.faces_found} faces" if args.mode != "full" else ""
+    print(f"{done} stylized, {len(skipped)} skipped{faces}, {time.time() - start:.1f} s -> {target}")
+    return 0
+
+
+def _dispatch(stylizer, source: Path, target: Path, args: argparse.Namespace, single_output, start: float):
+    """Stylize a video, a folder or one image; returns an exit code, or (done, skipped) for the summary line."""
+    from dctnet.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, ensure_writable_folder, read_image, write_image
+    from dctnet.inference.stylize import VIDEO_EXTENSIONS, stylize_folder, stylize_video
+
     if source.suffix.lower() in VIDEO_EXTENSIONS:
         if (out := single_output(".mp4")) is None:
             return 1
+        ensure_writable_folder(out.parent)
         frames, audio = stylize_video(stylizer, source, out, progress=True)
         print(f"{frames} frames stylized ({'audio copied' if audio else 'no audio'}), "
               f"{time.time() - start:.1f} s -> {out}")
         return 0
     if source.is_dir():
         report = stylize_folder(stylizer, source, target, overwrite=args.overwrite, progress=True)
-        done, skipped = len(report.done), report.skipped
-    elif source.suffix.lower() in IMAGE_EXTENSIONS:
+        return len(report.done), report.skipped
+    if source.suffix.lower() in IMAGE_EXTENSIONS:
         if (out := single_output(".png")) is None:
             return 1
+        ensure_writable_folder(out.parent)
         try:
             write_image(out, stylizer(read_image(source)))
         except ImageDecodeError as error:
             print(f"skipped {source}: {error}", file=sys.stderr)
             return 1
-        done, skipped = 1, {}
-    else:
-        print(f"{source}: not an image, a folder or a video ({', '.join(VIDEO_EXTENSIONS)})", file=sys.stderr)
-        return 2
-    for path, reason in skipped.items():
-        print(f"skipped {path}: {reason}")
-    faces = f", {stylizer.faces_found} faces" if args.mode != "full" else ""
-    print(f"{done} stylized, {len(skipped)} skipped{faces}, {time.time() - start:.1f} s -> {target}")
-    return 0
+        return 1, {}
+    print(f"{source}: not an image, a folder or a video ({', '.join(VIDEO_EXTENSIONS)})", file=sys.stderr)
+    return 2
 
 
 def _align(args: argparse.Namespace) -> int:

@@ -176,3 +176,65 @@ def test_a_rerun_with_a_changed_recipe_is_refused_with_the_diff_unless_forced(sy
     path = train_ttn(make_config("ttn", common + ["trainer.max_steps=4", "ttn.lr_g=5e-4", "resume=force"]))
     assert load_model_file(path, kind="ttn")[1]["iterations"] == 4
     assert "lr_g: 0.0005" in (tmp_path / "ttn" / "config.yaml").read_text()
+
+
+def _model(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    arch = {"base_channels": 8, "num_residual": 1, "num_downsamples": 2, "output_guided_filter": True}
+    return save_model(tmp_path / "ttn.safetensors", UNetGenerator(8, 1, 2).state_dict(), "ttn", arch)
+
+
+def _clip(path: Path, frames: int = 20) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(frames):
+        frame = np.full((48, 64, 3), 40, np.uint8)
+        cv2.circle(frame, (10 + 2 * k, 24), 6, (200, 180, 40), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_a_truncated_video_warns_and_a_corrupt_one_is_a_clear_error(tmp_path: Path, capsys,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from dctnet.cli import main
+
+    model = _model(tmp_path)
+    clip = _clip(tmp_path / "clip.avi")
+    data = clip.read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: len(data) * 6 // 10])
+    with caplog.at_level("WARNING"):
+        assert main(["stylize", str(truncated), "--model", str(model), "--output", str(tmp_path / "t.mp4")]) == 0
+    assert "could be decoded (truncated or damaged)" in caplog.text
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(os.urandom(4096))
+    capsys.readouterr()
+    assert main(["stylize", str(corrupt), "--model", str(model), "--output", str(tmp_path / "c.mp4")]) == 2
+    assert "corrupt.mp4" in capsys.readouterr().err and not (tmp_path / "c.mp4").exists()
+
+
+def test_symlink_loops_and_dangling_links_are_skipped_and_counted(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "in").mkdir()
+    write_image(tmp_path / "in" / "good.png", np.zeros((16, 16, 3), np.uint8))
+    (tmp_path / "in" / "loop.png").symlink_to(tmp_path / "in" / "loop.png")
+    (tmp_path / "in" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with caplog.at_level("WARNING"):
+        report = stylize_folder(lambda image: image, tmp_path / "in", tmp_path / "out")
+    assert [p.name for p in report.done] == ["good.png"]
+    assert sorted(p.name for p in report.skipped) == ["gone.jpg", "loop.png"]
+    assert "skipping 2 entries that are not readable files" in caplog.text
+
+
+def test_an_unwritable_output_location_is_one_clear_error_before_any_work(tmp_path: Path, capsys) -> None:
+    from dctnet.cli import main
+
+    write_image(tmp_path / "in" / "photo.png", np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "file").write_text("a file, not a folder")  # as root, chmod cannot make a folder read-only
+    for target in (tmp_path / "file" / "out", tmp_path / "file" / "out" / "o.png"):
+        source = tmp_path / "in" if target.suffix == "" else tmp_path / "in" / "photo.png"
+        code = main(["stylize", str(source), "--model", str(_model(tmp_path)), "--output", str(target)])
+        error = capsys.readouterr().err
+        assert code == 2 and "cannot write outputs to" in error and str(tmp_path / "file") in error

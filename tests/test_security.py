@@ -48,3 +48,97 @@ def test_a_crafted_inception_fid_file_is_refused_before_it_runs(tmp_path: Path, 
     with pytest.raises(Exception, match="(?i)weights.only|unsupported global|pickle"):
         build_feature_extractor("inception")
     assert not marker.exists()
+
+
+def _plant(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, path)
+    return path
+
+
+def _stylize(path: Path) -> None:
+    from dctnet.inference.stylize import load_stylizer
+
+    load_stylizer(path, backend="torch", device="cpu")
+
+
+def _export(path: Path) -> None:
+    from dctnet.inference.export import export_model
+
+    export_model(path, "onnx")
+
+
+def _baseline(path: Path) -> None:
+    from dctnet.baselines.train import load_baseline
+
+    load_baseline(path)
+
+
+def _source_checkpoint(path: Path) -> None:
+    from dctnet.ccn.source import load_source
+    from dctnet.config import StyleGANConfig
+
+    load_source(path, StyleGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16))
+
+
+def _vgg(path: Path) -> None:
+    from dctnet.models.vgg import VGGFeatures
+
+    VGGFeatures("conv2_2", pretrained=True, weights=str(path))
+
+
+def _facenet(path: Path) -> None:
+    from dctnet.config import IdentityConfig
+    from dctnet.models.face import build_identity_network
+
+    build_identity_network(IdentityConfig(pretrained=True, weights=str(path)))
+
+
+def _lpips(path: Path) -> None:
+    from dctnet.metrics.run import build_lpips
+
+    build_lpips(pretrained=True)
+
+
+def _lpips_reading(planted: Path):
+    """An LPIPS constructor that reads ``planted`` the way lpips reads its linear layers (a bare torch.load)."""
+    def init(self, *args, **kwargs) -> None:
+        torch.nn.Module.__init__(self)
+        torch.load(planted, map_location="cpu")
+    return init
+
+
+LOADERS = {  # name -> (file name the loader is given, the loader)
+    "dctnet stylize (ttn.safetensors)": ("ttn.safetensors", _stylize),
+    "dctnet export": ("ttn.safetensors", _export),
+    "baseline model files": ("cyclegan.safetensors", _baseline),
+    "ccn.source_checkpoint (rosinality .pt)": ("stylegan2.pt", _source_checkpoint),
+    "ccn.source_checkpoint (safetensors)": ("ccn.safetensors", _source_checkpoint),
+    "VGG19 (content loss)": ("vgg19.pth", _vgg),
+    "FaceNet (identity loss and metric)": ("facenet.pt", _facenet),
+    "LPIPS AlexNet backbone (registry)": (None, _lpips),
+    "LPIPS linear layers (lpips package file)": ("lin.pth", None),
+}
+
+
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_every_weight_loader_refuses_a_crafted_pickle(loader: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dctnet.weights import REGISTRY
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("DCTNET_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned"
+    name, load = LOADERS[loader]
+    if load is None:  # the package's own file: plant a pickle where lpips looks for it
+        import lpips
+
+        planted = _plant(tmp_path / name, marker)
+        monkeypatch.setattr(lpips.LPIPS, "__init__", _lpips_reading(planted))
+        path, load = planted, _lpips
+    else:
+        path = _plant(tmp_path / name if name else REGISTRY["alexnet-lpips"].path, marker)
+    with pytest.raises(Exception, match="(?i)weights.only|unsupported global|pickle|refused|safetensors"):
+        load(path)
+    assert not marker.exists()

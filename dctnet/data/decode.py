@@ -7,7 +7,9 @@ interrupted run never leaves half an image behind.
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import torch
 from PIL import Image, ImageOps
 
 from dctnet.atomic import replace_atomically
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # GIF: its first frame
 DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; larger files are refused, not decoded
@@ -93,7 +97,38 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"image folder {folder} does not exist")
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
+    unusable = unusable_entries(folder)
+    if unusable:
+        log.warning("%s: skipping %d entries that are not readable files (%s)", folder, len(unusable),
+                    "; ".join(f"{p.name}: {why}" for p, why in list(unusable.items())[:5]))
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def unusable_entries(folder: str | os.PathLike) -> dict[Path, str]:
+    """Entries named like images that are not regular files: symlink loops, dangling links, folders."""
+    reasons = {}
+    for path in Path(folder).iterdir():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or path.is_file():
+            continue
+        try:
+            path.stat()
+            reasons[path] = "not a regular file"
+        except OSError as error:  # ELOOP (symlink loop), ENOENT (dangling link), ...
+            reasons[path] = error.strerror or type(error).__name__
+    return reasons
+
+
+def ensure_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove it takes a file, or raise one clear error before any work is done."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".dctnet-write-check-"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot write outputs to {folder}: {error.strerror or error}. Choose a writable "
+                              "output location (--output)") from None
+    return folder
 
 
 def unique_stems(paths: list[Path]) -> dict[Path, str]:

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from dctnet.data.decode import (ImageDecodeError, list_images, read_image, to_tensor, to_uint8, unique_stems,
-                                 write_image)
+from dctnet.data.decode import (ImageDecodeError, ensure_writable_folder, list_images, read_image, to_tensor,
+                                 to_uint8, unique_stems, unusable_entries, write_image)
 from dctnet.inference.backends import Backend, load_backend
 from dctnet.inference.tiling import tiled_apply
 from dctnet.models.unet import pad_to_multiple
@@ -188,6 +188,9 @@ def stylize_video(stylize, source: str | Path, target: str | Path, progress: boo
     if frames == 0:
         Path(temporary).unlink(missing_ok=True)
         raise ImageDecodeError(f"{source}: no decodable frames")
+    if expected and frames < expected:
+        log.warning("%s: its header announces %d frames but only %d could be decoded (truncated or damaged); "
+                    "the result has %d frames", source, expected, frames, frames)
     try:
         audio = _copy_audio(Path(source), Path(temporary), target)
     finally:
@@ -248,6 +251,8 @@ def stylize_folder(stylize, source: str | Path, target: str | Path, overwrite: b
     report = FolderReport()
     todo: list[tuple[Path, Path]] = []
     sources = list_images(source)
+    report.skipped.update(unusable_entries(source))
+    ensure_writable_folder(target)
     stems = unique_stems(sources)
     for path in sources:
         out = Path(target) / (stems[path] + ".png")
