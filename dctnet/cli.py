@@ -75,6 +75,9 @@ def _stylize(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {reason}")
     faces = f", {stylizer.faces_found} faces" if args.mode != "full" else ""
     print(f"{done} stylized, {len(skipped)} skipped{faces}, {time.time() - start:.1f} s -> {target}")
+    if done == 0 and not any("use overwrite" in reason for reason in skipped.values()):  # kept outputs are fine
+        print(f"nothing stylized: no usable image in {source}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,9 +13,11 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,8 +94,7 @@ def tiny_config(tmp: Path, *overrides: str):
 # ---- weight and checkpoint files ---------------------------------------------------------------------------
 @probe("weight files", "a crafted pickle renamed `ttn.safetensors`, given to `dctnet stylize`")
 def _(tmp: Path):
-    code = stylize(photo(tmp / "p.png"), "--model", pickle_file(tmp, "ttn.safetensors"), "--output", tmp / "o.png")
-    return code, (tmp / "pwned").exists()
+    return stylize(photo(tmp / "p.png"), "--model", pickle_file(tmp, "ttn.safetensors"), "--output", tmp / "o.png")
 
 
 @probe("weight files", "a crafted pickle as `ccn.source_checkpoint` (.pt), with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
@@ -315,7 +316,9 @@ def run(function: Callable[[Path], object]) -> tuple[str, str]:
     handler.setLevel(logging.WARNING)
     logging.getLogger().addHandler(handler)
     out, err = io.StringIO(), io.StringIO()
-    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library deprecation and tracer warnings are not what the user is told
         tmp = Path(folder)
         try:
             result = function(tmp)
@@ -326,12 +329,15 @@ def run(function: Callable[[Path], object]) -> tuple[str, str]:
             if isinstance(error, KeyboardInterrupt):
                 raise
             outcome = f"{type(error).__name__}" + (" — CODE RAN FROM A FILE" if (tmp / "pwned").exists() else "")
-            err.write(str(error).splitlines()[0] if str(error) else traceback.format_exc(limit=1))
+            err.write(" ".join(str(error).splitlines()[:4]) if str(error) else traceback.format_exc(limit=1))
     logging.getLogger().removeHandler(handler)
-    seen = [line.strip() for text in (err.getvalue(), stream.getvalue(), out.getvalue()) for line in text.splitlines()
-            if line.strip() and not line.startswith(("TTN on", "Training", "GPU", "TPU", "HPU", "💡"))]
-    shown = " / ".join(dict.fromkeys(seen))[:400].replace("|", "\\|").replace("\n", " ")
-    return outcome, shown.replace(str(Path(tempfile.gettempdir())), "$TMP")
+    progress = re.compile(r"(image|frame)s?/s\]|^\s*\d+%\|")  # tqdm bars are not messages
+    texts = (re.sub(r"\x1b\[[0-9;]*m", "", text) for text in (err.getvalue(), stream.getvalue(), out.getvalue()))
+    seen = [line.strip() for text in texts for part in text.splitlines() for line in part.split("\r")
+            if line.strip() and not progress.search(line)
+            and not line.startswith(("TTN on", "Training", "GPU", "TPU", "HPU", "💡"))]
+    shown = " / ".join(dict.fromkeys(seen)).replace(folder, "$TMP")[:400].replace("|", "\\|")
+    return outcome, shown
 
 
 def main() -> None:

@@ -238,3 +238,18 @@ def test_an_unwritable_output_location_is_one_clear_error_before_any_work(tmp_pa
         code = main(["stylize", str(source), "--model", str(_model(tmp_path)), "--output", str(target)])
         error = capsys.readouterr().err
         assert code == 2 and "cannot write outputs to" in error and str(tmp_path / "file") in error
+
+
+def test_a_folder_with_nothing_usable_says_so_and_fails(tmp_path: Path, capsys) -> None:
+    from dctnet.cli import main
+
+    model = _model(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "broken.png").write_bytes(b"not a png")
+    for folder in ("empty", "junk"):
+        assert main(["stylize", str(tmp_path / folder), "--model", str(model), "--output", str(tmp_path / "o")]) == 1
+        assert f"nothing stylized: no usable image in {tmp_path / folder}" in capsys.readouterr().err
+    write_image(tmp_path / "good" / "a.png", np.zeros((32, 32, 3), np.uint8))
+    assert main(["stylize", str(tmp_path / "good"), "--model", str(model), "--output", str(tmp_path / "g")]) == 0
+    assert main(["stylize", str(tmp_path / "good"), "--model", str(model), "--output", str(tmp_path / "g")]) == 0  # kept
