@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BareLoopMixin, machine, peak_rss_mb  # noqa: E402
 
 from dctnet.ccn.module import CCNModule  # noqa: E402
-from dctnet.config import CCNStageConfig, StyleGANConfig  # noqa: E402
+from dctnet.config import CCNStageConfig, StyleGANConfig, config_node  # noqa: E402
 
 
 class _Bare(BareLoopMixin, CCNModule):
@@ -36,8 +36,9 @@ def main() -> None:
     print(machine())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for size in args.sizes:
-        model = StyleGANConfig(size=size, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=args.channel_max)
-        stage = CCNStageConfig(batch_size=args.batch)
+        model = config_node("ccn.model", StyleGANConfig, size=size, style_dim=512, n_mlp=8, channel_multiplier=2,
+                            channel_max=args.channel_max)
+        stage = config_node("ccn.pretrain", CCNStageConfig, batch_size=args.batch)
         module = _Bare(model, stage, "pretrain", "unused", 0).to(device)
         module.setup_bare()
         batch = {"image": torch.randn(args.batch, 3, size, size, device=device)}

@@ -37,11 +37,12 @@ from common import machine  # noqa: E402
 from dctnet.config import register_configs  # noqa: E402
 from dctnet.data.decode import list_images, read_image, write_image  # noqa: E402
 from dctnet.data.decode import to_tensor, to_uint8  # noqa: E402
-from dctnet.baselines.train import BASELINES, MODEL_FILES, baseline_dir, load_baseline, train_baseline  # noqa: E402
+from dctnet.baselines.train import BASELINES, MODEL_FILES, load_baseline, train_baseline, trained_on  # noqa: E402
 from dctnet.ccn.train import source_generator_path  # noqa: E402
-from dctnet.demo import _config, train_method_and_ablations  # noqa: E402
+from dctnet.demo import TRAINED_ON, _config, train_method_and_ablations  # noqa: E402
 from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
+from dctnet.metrics.provenance import write_provenance  # noqa: E402
 from dctnet.metrics.run import run_evaluation  # noqa: E402
 from dctnet.training import prepare_environment  # noqa: E402
 
@@ -185,17 +186,19 @@ def main(argv: list[str]) -> None:
     stylizers = {name: load_baseline(model) if name in BASELINES else load_stylizer(model)
                  for name, model in models.items()}
     results, grids, projection = {}, {}, {}
+    made_how = {**TRAINED_ON, **{b: trained_on(_config([f"baseline={b}", *argv], EXPERIMENT)) for b in BASELINES}}
     attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
     for name, (photos, targets) in test_sets(data_root, run_dir / "benchmark", attribute).items():
         slug = name.replace(" ", "_")
         out = run_dir / "benchmark" / slug
         for method, stylizer in stylizers.items():
             stylize_folder(stylizer, photos, out / method, overwrite=True)
+            write_provenance(out / method, models[method], trained_on=made_how[method])
         toonify = stylizers["toonify"].backend
         projection[name], toonify.errors = float(np.mean(toonify.errors)), []
-        methods = ",".join(f"{m}:{out / m}" for m in stylizers)
+        methods = [f"++evaluate.methods.{m}={out / m}" for m in stylizers]  # ++: add keys the experiment lacks
         report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
-                                         f"evaluate.methods={{{methods}}}", f"evaluate.out_dir={out / 'eval'}"],
+                                         *methods, f"evaluate.out_dir={out / 'eval'}"],
                                         EXPERIMENT))
         results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
         shutil.copy2(report.parent / "grid.png", docs / "learning" / f"{slug}.png")

@@ -36,6 +36,7 @@ from dctnet.config import (  # noqa: E402
     StyleGANConfig,
     TTNLossConfig,
     UNetConfig,
+    config_node,
 )
 from dctnet.ttn.module import TTNModule  # noqa: E402
 
@@ -106,7 +107,7 @@ def data_rate(size: int, workers: int, images: int = 256) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         root = generate_dataset(tmp, size=size, photos=64, cartoons=64, test=0)
         dm = GANDataModule({"photo": str(root / "photos"), "cartoon": str(root / "cartoons")}, size, 8, seed=0,
-                           total_iterations=10**9, gem=GemConfig(), num_workers=workers)
+                           total_iterations=10**9, gem=config_node("data.gem", GemConfig), num_workers=workers)
         loader = iter(dm.train_dataloader())
         next(loader)
         start, seen = time.perf_counter(), 0
@@ -132,8 +133,9 @@ def main() -> None:
     warmup = 2
     n, s = args.ttn_batch, args.ttn_size
     ttn_batch = {"photo": torch.rand(n, 3, s, s) * 2 - 1, "cartoon": torch.rand(n, 3, s, s) * 2 - 1}
-    loss = TTNLossConfig(vgg_pretrained=False, face=FacePerceptionConfig(kind="none", weight=0.0))
-    ttn_args = (UNetConfig(), DiscriminatorConfig(), loss, 2e-4, 2e-4, (0.5, 0.99), n, 10.0)
+    loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
+    unet, discriminator = config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig)
+    ttn_args = (unet, discriminator, loss, 2e-4, 2e-4, (0.5, 0.99), n, 10.0)
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(0)
         t_bare = bare(_BareTTN(*ttn_args, out, 0), ttn_batch, args.iterations, warmup, start=0)
@@ -143,8 +145,9 @@ def main() -> None:
           f"overhead {100 * (t_trainer / t_bare - 1):+.1f}%", flush=True)
 
     size, b = args.ccn_size, args.ccn_batch
-    model = StyleGANConfig(size=size, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=args.ccn_channel_max)
-    stage = CCNStageConfig(batch_size=b)
+    model = config_node("ccn.model", StyleGANConfig, size=size, style_dim=512, n_mlp=8, channel_multiplier=2,
+                        channel_max=args.ccn_channel_max)
+    stage = config_node("ccn.pretrain", CCNStageConfig, batch_size=b)
     ccn_batch = {"image": torch.randn(b, 3, size, size)}
     iterations = max(args.iterations, stage.r1_every)  # one lazy-R1 period, so regularisation is amortised alike
     with tempfile.TemporaryDirectory() as out:

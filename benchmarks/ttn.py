@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BareLoopMixin, best_time, machine, peak_rss_mb  # noqa: E402
 
-from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig  # noqa: E402
+from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig,  # noqa: E402
+                           config_node)
 from dctnet.models.unet import refine_output  # noqa: E402
 from dctnet.ttn.module import TTNModule  # noqa: E402
 
@@ -33,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loss = TTNLossConfig(vgg_pretrained=False, face=FacePerceptionConfig(kind="none", weight=0.0))
-    module = _Bare(UNetConfig(), DiscriminatorConfig(), loss, 2e-4, 2e-4, (0.5, 0.99), args.train_batch, 10.0,
-                   "unused", 0).to(device)
+    loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
+    unet, discriminator = config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig)
+    module = _Bare(unet, discriminator, loss, 2e-4, 2e-4, (0.5, 0.99), args.train_batch, 10.0, "unused", 0).to(device)
     module.setup_bare(iteration=10**6)  # past the warm-up
     n, s = args.train_batch, args.train_size
     batch = {"photo": torch.rand(n, 3, s, s, device=device) * 2 - 1, "cartoon": torch.rand(n, 3, s, s, device=device) * 2 - 1}

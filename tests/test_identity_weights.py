@@ -12,7 +12,7 @@ import skimage.color
 import skimage.data
 import torch
 
-from dctnet.config import IdentityConfig
+from dctnet.config import IdentityConfig, config_node
 from dctnet.data.synthetic import render, sample_face
 from dctnet.metrics.evaluate import aligned_faces, source_alignments
 from dctnet.models.face import build_identity_network
@@ -30,7 +30,8 @@ def identity(real_identity_weights: Path, tmp_path_factory: pytest.TempPathFacto
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DCTNET_WEIGHTS", str(weights))
         REGISTRY["facenet-casia-opencv"].path.symlink_to(real_identity_weights)
-        yield build_identity_network(IdentityConfig())  # no explicit path: preferred over a random net
+        yield build_identity_network(config_node("identity",
+                                     IdentityConfig))  # no explicit path: preferred over a random net
 
 
 def _standardised(image: np.ndarray) -> np.ndarray:

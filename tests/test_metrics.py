@@ -88,7 +88,7 @@ def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: 
     import skimage.data
     import torch
 
-    from dctnet.config import IdentityConfig
+    from dctnet.config import IdentityConfig, config_node
     from dctnet.metrics.evaluate import identity_similarities, source_alignments
     from dctnet.models.face import build_identity_network
 
@@ -99,7 +99,7 @@ def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: 
     alignments = source_alignments(sources, 160)
     assert [m is None for m in alignments] == [False, False, True]
     torch.manual_seed(0)
-    identity = build_identity_network(IdentityConfig(pretrained=False))
+    identity = build_identity_network(config_node("identity", IdentityConfig, pretrained=False))
     same = identity_similarities(sources, sources, identity, alignments, 160)
     assert np.isnan(same[2]) and np.allclose(same[:2], 1.0, atol=1e-5)
     noisy = np.clip(sources.astype(int) + np.random.default_rng(0).integers(-60, 60, sources.shape), 0, 255)
@@ -124,7 +124,7 @@ def test_identical_folders_give_zero_fid_and_kid(synthetic_root: Path, tmp_path:
 def test_random_metric_networks_are_the_same_in_every_run() -> None:
     import torch
 
-    from dctnet.config import IdentityConfig
+    from dctnet.config import IdentityConfig, config_node
     from dctnet.metrics.features import build_feature_extractor
     from dctnet.metrics.run import build_lpips
     from dctnet.models.face import build_identity_network
@@ -134,7 +134,7 @@ def test_random_metric_networks_are_the_same_in_every_run() -> None:
     outputs = []
     for seed in (1, 2):  # different global RNG states before building
         torch.manual_seed(seed)
-        identity = build_identity_network(IdentityConfig(pretrained=False, input_size=96))
+        identity = build_identity_network(config_node("identity", IdentityConfig, pretrained=False, input_size=96))
         perceptual = build_lpips(False)[0]
         features = build_feature_extractor("random")
         with torch.no_grad():

@@ -74,11 +74,22 @@ def _baseline(path: Path) -> None:
     load_baseline(path)
 
 
+def _init_from(path: Path) -> None:
+    from dctnet.ttn.module import TTNModule
+    from dctnet.ttn.train import initialise_from
+    from dctnet.config import DiscriminatorConfig, TTNLossConfig, UNetConfig, config_node
+
+    loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
+    module = TTNModule(config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig),
+                       loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0, "unused", 0, attribute_count=2)
+    initialise_from(module, path)
+
+
 def _source_checkpoint(path: Path) -> None:
     from dctnet.ccn.source import load_source
-    from dctnet.config import StyleGANConfig
+    from dctnet.config import StyleGANConfig, config_node
 
-    load_source(path, StyleGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16))
+    load_source(path, config_node("ccn.model", StyleGANConfig, size=16, style_dim=32, n_mlp=2, channel_max=16))
 
 
 def _vgg(path: Path) -> None:
@@ -88,10 +99,10 @@ def _vgg(path: Path) -> None:
 
 
 def _facenet(path: Path) -> None:
-    from dctnet.config import IdentityConfig
+    from dctnet.config import IdentityConfig, config_node
     from dctnet.models.face import build_identity_network
 
-    build_identity_network(IdentityConfig(pretrained=True, weights=str(path)))
+    build_identity_network(config_node("identity", IdentityConfig, pretrained=True, weights=str(path)))
 
 
 def _lpips(path: Path) -> None:
@@ -112,6 +123,7 @@ LOADERS = {  # name -> (file name the loader is given, the loader)
     "dctnet stylize (ttn.safetensors)": ("ttn.safetensors", _stylize),
     "dctnet export": ("ttn.safetensors", _export),
     "baseline model files": ("cyclegan.safetensors", _baseline),
+    "ttn.init_from": ("ttn.safetensors", _init_from),
     "ccn.source_checkpoint (rosinality .pt)": ("stylegan2.pt", _source_checkpoint),
     "ccn.source_checkpoint (safetensors)": ("ccn.safetensors", _source_checkpoint),
     "VGG19 (content loss)": ("vgg19.pth", _vgg),

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import dctnet.models.stylegan2 as sg
 from dctnet.ccn.source import load_source
 from dctnet.checkpoints import CheckpointError, load_torch_file
-from dctnet.config import StyleGANConfig
+from dctnet.config import StyleGANConfig, config_node
 from dctnet.models.stylegan2 import Discriminator, Generator
 
 
@@ -162,7 +162,7 @@ def _rosinality_checkpoint(path: Path, model: StyleGANConfig) -> dict:
 
 
 def test_rosinality_checkpoint_loads_strictly_and_reproduces_images(tmp_path: Path) -> None:
-    model = StyleGANConfig(size=16, style_dim=8, n_mlp=2, channel_multiplier=1, channel_max=8)
+    model = config_node("ccn.model", StyleGANConfig, size=16, style_dim=8, n_mlp=2, channel_multiplier=1, channel_max=8)
     saved = _rosinality_checkpoint(tmp_path / "550000.pt", model)
     source = load_source(tmp_path / "550000.pt", model)
     assert set(source) == {"g_ema", "d"}  # latent_avg is not used: sampling computes the mean latent
@@ -176,10 +176,11 @@ def test_rosinality_checkpoint_loads_strictly_and_reproduces_images(tmp_path: Pa
 
 
 def test_mismatched_architecture_fails_with_the_keys_named(tmp_path: Path) -> None:
-    model = StyleGANConfig(size=16, style_dim=8, n_mlp=2, channel_multiplier=1, channel_max=8)
+    model = config_node("ccn.model", StyleGANConfig, size=16, style_dim=8, n_mlp=2, channel_multiplier=1, channel_max=8)
     _rosinality_checkpoint(tmp_path / "g.pt", model)
     with pytest.raises(CheckpointError, match="does not fit Generator"):
-        load_source(tmp_path / "g.pt", StyleGANConfig(size=32, style_dim=8, n_mlp=2, channel_multiplier=1, channel_max=8))
+        load_source(tmp_path / "g.pt", config_node("ccn.model", StyleGANConfig, size=32, style_dim=8, n_mlp=2,
+                    channel_multiplier=1, channel_max=8))
 
 
 class _Exploit:

@@ -14,7 +14,8 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 import dctnet.ttn.module as ttn_module
 from dctnet.checkpoints import load_model_file
-from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig
+from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig,
+                           config_node)
 from dctnet.data.decode import list_images, read_image, to_tensor, write_image
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.inference.backends import load_ttn
@@ -39,11 +40,19 @@ def test_unet_is_fully_convolutional(size: tuple[int, int]) -> None:
     assert padded.shape[2] % 4 == 0 and padded.shape[3] % 4 == 0 and original == (37, 50)
 
 
+def tiny_unet() -> UNetConfig:
+    return config_node("ttn.model", UNetConfig, base_channels=8, num_residual=1, num_downsamples=2)
+
+
+def tiny_discriminator() -> DiscriminatorConfig:
+    return config_node("ttn.discriminator", DiscriminatorConfig, channels=[8, 8, 8])
+
+
 def _module(kind: str = "expression") -> TTNModule:
     torch.manual_seed(0)
-    loss = TTNLossConfig(vgg_pretrained=False, face=FacePerceptionConfig(kind=kind, weight=1.0))
-    return TTNModule(UNetConfig(8, 1, 2), DiscriminatorConfig([8, 8, 8]), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0,
-                     "unused", 0, identity=IdentityConfig(pretrained=False, input_size=96), attribute_count=2)
+    loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig(kind, 1.0))
+    return TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0, "unused", 0,
+                     identity=config_node("identity", IdentityConfig, pretrained=False, input_size=96), attribute_count=2)
 
 
 def _grads(loss: torch.Tensor, module: torch.nn.Module) -> float:
@@ -90,10 +99,10 @@ def test_identity_face_loss_reaches_the_generator() -> None:
 
 
 def test_expression_loss_without_labels_is_a_clear_error() -> None:
-    loss = TTNLossConfig(vgg_pretrained=False)
+    loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
     with pytest.raises(ValueError, match="attributes.csv"):
-        TTNModule(UNetConfig(8, 1, 2), DiscriminatorConfig([8, 8, 8]), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0,
-                  "unused", 0, attribute_count=0)
+        TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0, "unused", 0,
+                  attribute_count=0)
 
 
 def _paired_scores(model_path: Path, root: Path) -> tuple[float, float, float, float]:
@@ -194,3 +203,20 @@ def test_extra_cartoon_folders_are_merged_into_the_cartoon_domain(synthetic_root
     path = train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + [
         "trainer.max_steps=1", f"ttn.cartoons={calibrated}", f"ttn.extra_cartoons=[{synthetic_root / 'cartoons'}]"]))
     assert path.is_file()
+
+
+def test_init_from_starts_training_at_the_given_model_and_refuses_another_shape(synthetic_root: Path,
+                                                                                 tmp_path: Path) -> None:
+    from dctnet.checkpoints import CheckpointError
+
+    trained = train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "a") + ["trainer.max_steps=6"]))
+    still = ["trainer.max_steps=1", "ttn.lr_g=1e-12", "ttn.lr_d=1e-12", f"ttn.init_from={trained}"]
+    started = train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "b") + still))
+    fresh = train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "c") + still[:3]))
+    a, b, c = load_file(trained), load_file(started), load_file(fresh)
+    for key in a:  # one iteration at a negligible learning rate: still the given model, not a random init
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    assert any(not torch.allclose(c[key], a[key], atol=1e-3) for key in a)
+    wider = ["trainer.max_steps=1", f"ttn.init_from={trained}", "ttn.model.base_channels=16"]
+    with pytest.raises(CheckpointError, match="ttn.model asks for base_channels=16"):
+        train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "d") + wider))

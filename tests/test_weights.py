@@ -8,7 +8,7 @@ import pytest
 import torch
 from facenet_pytorch import InceptionResnetV1
 
-from dctnet.config import IdentityConfig
+from dctnet.config import IdentityConfig, config_node
 from dctnet.models.face import build_identity_network
 from dctnet.models.vgg import VGGFeatures
 from dctnet.weights import REGISTRY, MissingWeightsError, resolve, status_table
@@ -27,7 +27,7 @@ def test_missing_weights_say_which_file_and_where(empty_caches: Path) -> None:
     message = str(error.value)
     assert "vgg19-dcbb9e9d.pth" in message and str(empty_caches / "torch" / "hub" / "checkpoints") in message
     with pytest.raises(MissingWeightsError, match="20180402-114759-vggface2.pt"):
-        build_identity_network(IdentityConfig(pretrained=True))
+        build_identity_network(config_node("identity", IdentityConfig, pretrained=True))
     assert status_table().count("MISSING") == len(REGISTRY)
 
 
@@ -47,7 +47,7 @@ def test_weights_in_the_documented_place_are_loaded(empty_caches: Path) -> None:
     face_path = REGISTRY["facenet-vggface2"].path
     face_path.parent.mkdir(parents=True)
     torch.save(facenet.state_dict(), face_path)
-    network = build_identity_network(IdentityConfig(pretrained=True, input_size=96))
+    network = build_identity_network(config_node("identity", IdentityConfig, pretrained=True, input_size=96))
     assert "vggface2" in network.name
     assert torch.equal(network.network.conv2d_1a.conv.weight, facenet.conv2d_1a.conv.weight)
     assert network(torch.zeros(2, 3, 32, 32)).shape == (2, 512)

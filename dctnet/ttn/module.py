@@ -80,7 +80,9 @@ class TTNModule(GANModule):
                                  "writes one). Use ttn.loss.face.kind=identity or none otherwise.")
             self.regressor = AttributeRegressor(attribute_count)
         if loss.face.kind == "identity" and loss.face.weight > 0:
-            self.identity = build_identity_network(identity or IdentityConfig())
+            if identity is None:
+                raise ValueError("ttn.loss.face.kind=identity needs the identity network's config (cfg.identity)")
+            self.identity = build_identity_network(identity)
         self.ema_half_life_kimg, self.ema_rampup, self.warmup_steps = ema_half_life_kimg, ema_rampup, warmup_steps
         self.register_buffer("sample_photos", sample_photos if sample_photos is not None else torch.zeros(0, 3, 8, 8),
                              persistent=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -14,6 +15,9 @@ from dctnet.data.datamodule import GANDataModule, to_tensor
 from dctnet.data.folders import ImageFolder
 from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 from dctnet.ttn.module import TTNModule
+
+log = logging.getLogger(__name__)
+
 
 def cartoon_folder(cfg: DictConfig) -> str:
     """``ttn.cartoons`` when set (e.g. the calibrated samples), else ``data.cartoons``."""
@@ -53,5 +57,24 @@ def train_ttn(cfg: DictConfig) -> Path:
         sample_photos=sample_photos, ema_rampup=ttn.ema_rampup,
         warmup_steps=ttn.warmup_steps,
     )
+    if ttn.init_from:
+        initialise_from(module, Path(ttn.init_from))
     fit_stage(cfg, module, datamodule, stage_dir, iterations)
     return stage_dir / "ttn.safetensors"
+
+
+def initialise_from(module: TTNModule, path: Path) -> None:
+    """Load an exported TTN into the generator and its EMA; its U-Net shape must equal the configured one."""
+    from dctnet.checkpoints import CheckpointError
+    from dctnet.inference.backends import load_ttn
+
+    source = load_ttn(path)  # safetensors only: a file cannot run code
+    wanted, found = module.generator.arch(), source.arch()
+    shape = ("base_channels", "num_residual", "num_downsamples")
+    if any(wanted[key] != found[key] for key in shape):
+        raise CheckpointError(f"ttn.init_from={path} is a U-Net with {', '.join(f'{k}={found[k]}' for k in shape)}; "
+                              f"ttn.model asks for {', '.join(f'{k}={wanted[k]}' for k in shape)}. Choose the "
+                              "matching ttn/model, or another file")
+    for target in (module.generator, module.generator_ema):
+        target.network.load_state_dict(source.network.state_dict())
+    log.info("TTN initialised from %s", path)
