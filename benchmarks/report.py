@@ -20,6 +20,7 @@ DOC = HERE.parent / "docs" / "performance.md"
 RUNS = [
     ("Roofline: TTN inference against the measured peak", "roofline.py", []),
     ("Stylizer backends and tiled memory", "stylize.py", []),
+    ("Reduced precision: bf16 against fp32, with parity", "precision.py", []),
     ("Training: Trainer vs bare loop, data vs step rate", "train_step.py", []),
     ("Data pipeline (decode + GEM)", "gem.py", []),
     ("Stage 2 training iteration and inference", "ttn.py", []),

@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# decisions the code caches per machine (--precision auto) go to a per-session folder, not the user's cache
+os.environ["DCTNET_CACHE"] = __import__("tempfile").mkdtemp(prefix="dctnet-test-cache-")
 
 from pathlib import Path  # noqa: E402
 

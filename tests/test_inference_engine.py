@@ -168,3 +168,24 @@ def test_training_sample_torch_and_onnx_stylize_run_one_ttn_module(model: Path) 
     for name, output in served.items():
         difference = (output - trained).abs().max().item()
         assert difference < 1e-5, f"{name}: {difference:.2e}"
+
+
+def test_every_precision_keeps_size_and_range_and_auto_falls_back_to_fp32_without_parity(
+        model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dctnet.inference import precision
+
+    monkeypatch.setenv("DCTNET_CACHE", str(tmp_path / "cache"))
+    batch = torch.stack([to_tensor(_photo((64, 96)))])
+    for choice in ("fp32", "bf16", "auto"):
+        out = load_backend(model, "auto", "cpu", precision=choice)(batch)
+        assert out.shape == batch.shape and float(out.min()) >= -1 and float(out.max()) <= 1, choice
+    bf16 = load_backend(model, "torch", "cpu", precision="bf16")
+    psnr, equal = precision.parity(load_backend(model, "torch", "cpu")(batch), bf16(batch))
+    assert psnr > 30 and "bf16" in bf16.name  # bf16 really ran (not identical), and stays close
+    monkeypatch.setattr(precision, "PSNR_MIN", 1000.0)  # a tolerance no reduced precision can meet
+    monkeypatch.setenv("DCTNET_CACHE", str(tmp_path / "cache2"))
+    chosen = load_backend(model, "auto", "cpu", precision="auto")
+    assert "chose fp32" in chosen.name and "failed parity" in chosen.name
+    assert "bf16" not in chosen.name.split("[")[0]
+    cached = (tmp_path / "cache2" / "precision.json").read_text()
+    assert '"choice": "fp32' in cached

@@ -61,20 +61,25 @@ class TorchBackend:
     """Eager PyTorch. ``channels_last`` is on by default: same numbers, faster convolutions (benchmarks/roofline.py)."""
 
     def __init__(self, ttn: TTN, device: str | torch.device = "cpu", half: bool = False,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, bf16: bool = False) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         if half and self.device.type != "cuda":
             raise ValueError("--half is for CUDA devices (fp16 on CPU is slower and less exact); drop it on CPU")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.ttn = ttn.eval().to(self.device, memory_format=self.memory_format)
-        self.half, self.stride = half, ttn.stride
-        self.name = f"torch ({self.device.type}{', fp16' if half else ''}{', channels_last' if channels_last else ''})"
+        self.half, self.bf16, self.stride = half, bf16, ttn.stride
+        numerics = ", fp16" if half else ", bf16 autocast" if bf16 else ""
+        self.name = f"torch ({self.device.type}{numerics}{', channels_last' if channels_last else ''})"
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, memory_format=self.memory_format)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-            raw = self.ttn.network(x)
+        if self.bf16:  # the U-Net in bf16 where the CPU/GPU has the units; the guided filter below stays fp32
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                raw = self.ttn.network(x)
+        else:
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+                raw = self.ttn.network(x)
         return self.ttn.refine(x, raw).clamp(-1, 1).float().contiguous().cpu()  # the filter runs in fp32
 
 
@@ -137,12 +142,34 @@ def onnx_beside(model: Path) -> Path:
     return Path(os.path.expanduser("~/.cache/dctnet/onnx")) / f"{model.stem}-{model_digest(model)[:16]}.onnx"
 
 
-def load_backend(model: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> Backend:
-    """The TTN in ``model`` (ttn.safetensors) on ``backend``; ONNX files are exported (parity-checked) on first use."""
+def load_backend(model: str | Path, backend: str = "auto", device: str = "auto", half: bool = False,
+                 precision: str = "fp32") -> Backend:
+    """The TTN in ``model`` (ttn.safetensors) on ``backend``; ONNX files are exported (parity-checked) on first use.
+
+    ``precision``: ``fp32``; ``bf16`` (torch autocast, guided filter in fp32); ``auto`` measures both on this
+    machine and keeps the fastest that matches fp32 (dctnet.inference.precision), falling back to fp32.
+    """
+    from dctnet.inference import precision as numerics
+
+    if precision not in numerics.PRECISIONS:
+        raise ValueError(f"precision must be one of {numerics.PRECISIONS}, got {precision!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     model = Path(model)
     resolved = resolve_device(device)
+    if precision == "bf16" or (precision == "auto" and not half and backend != "onnxruntime"):
+        ttn = load_ttn(model)
+        bf16 = lambda: TorchBackend(load_ttn(model), resolved, bf16=True)  # noqa: E731
+        if precision == "bf16":
+            return bf16()
+        fp32_name = "torch" if backend == "torch" else fastest_backend(resolved)
+        key = f"{model_digest(model)}:{resolved.type}:{numerics.cpu_features()}:{torch.__version__}:{fp32_name}"
+        fp32 = load_backend(model, fp32_name, device)
+        choice, figures = numerics.choose(key, (f"fp32 {fp32_name}", fp32), {"bf16 torch": bf16}, ttn.stride)
+        log.info(numerics.describe(choice, figures))
+        chosen = bf16() if choice == "bf16 torch" else fp32
+        chosen.name += f" [{numerics.describe(choice, figures)}]"
+        return chosen
     if backend == "auto":
         backend = "torch" if half else fastest_backend(resolved)
     ttn = load_ttn(model)

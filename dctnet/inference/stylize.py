@@ -77,9 +77,9 @@ class Stylizer:
 
 
 def load_stylizer(path: str | Path, device: str = "auto", backend: str = "auto", half: bool = False,
-                  tile: int = 1024, overlap: int = 64, batch_size: int = 4) -> Stylizer:
-    """A :class:`Stylizer` for ``ttn.safetensors`` on the chosen backend and device."""
-    return Stylizer(load_backend(path, backend, device, half), tile, overlap, batch_size)
+                  tile: int = 1024, overlap: int = 64, batch_size: int = 4, precision: str = "fp32") -> Stylizer:
+    """A :class:`Stylizer` for ``ttn.safetensors`` on the chosen backend, device and numerics."""
+    return Stylizer(load_backend(path, backend, device, half, precision), tile, overlap, batch_size)
 
 
 MODES = ("full", "head", "auto")
