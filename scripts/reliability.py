@@ -112,11 +112,8 @@ def _(tmp: Path):
 
 @probe("weight files", "a crafted `last.ckpt` planted in a run folder, then the same command re-run")
 def _(tmp: Path):
-    from dctnet.ttn.train import train_ttn
-
-    cfg = tiny_config(tmp)
     pickle_file(tmp / "run" / "ttn" / "checkpoints", "last.ckpt")
-    train_ttn(cfg)
+    train_with(tmp)
 
 
 @probe("weight files", "a model whose weights are NaN")
@@ -272,33 +269,22 @@ def _(tmp: Path):
     tiny_config(tmp, "ttn.stepz=10")
 
 
-@probe("configs", "an appended unknown key (`+ttn.unknwon=1`)")
-def _(tmp: Path):
+def train_with(tmp: Path, *overrides: str):
     from dctnet.ttn.train import train_ttn
 
-    train_ttn(tiny_config(tmp, "+ttn.unknwon=1"))
+    return train_ttn(tiny_config(tmp, *overrides))
 
 
-@probe("configs", "`ttn.batch_size=0`")
-def _(tmp: Path):
-    from dctnet.ttn.train import train_ttn
-
-    train_ttn(tiny_config(tmp, "ttn.batch_size=0"))
-
-
-@probe("configs", "`ttn.betas=[0.5]`")
-def _(tmp: Path):
-    from dctnet.ttn.train import train_ttn
-
-    train_ttn(tiny_config(tmp, "ttn.betas=[0.5]"))
+BAD_SETTINGS = {"an appended unknown key (`+ttn.unknwon=1`)": ["+ttn.unknwon=1"],
+                "`ttn.batch_size=0`": ["ttn.batch_size=0"], "`ttn.betas=[0.5]`": ["ttn.betas=[0.5]"]}
+for _case, _overrides in BAD_SETTINGS.items():
+    probe("configs", _case)(lambda tmp, overrides=_overrides: train_with(tmp, *overrides))
 
 
 @probe("configs", "a re-run of a finished run folder with a changed learning rate")
 def _(tmp: Path):
-    from dctnet.ttn.train import train_ttn
-
-    train_ttn(tiny_config(tmp, "trainer.checkpoint_every=1"))
-    train_ttn(tiny_config(tmp, "trainer.checkpoint_every=1", "ttn.lr_g=1e-3", "trainer.max_steps=2"))
+    train_with(tmp, "trainer.checkpoint_every=1")
+    train_with(tmp, "trainer.checkpoint_every=1", "ttn.lr_g=1e-3", "trainer.max_steps=2")
 
 
 @probe("configs", "a one-image training folder")
