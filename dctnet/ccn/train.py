@@ -85,10 +85,16 @@ def source_cache_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cached_source_path(cfg: DictConfig) -> Path | None:
+    """Where this config's pretrained G_src is (or would be) cached; None when ``ccn.source_cache`` is off."""
+    if not cfg.ccn.source_cache:
+        return None
+    return Path(cfg.ccn.source_cache).expanduser() / f"g_src-{source_cache_key(cfg)}.safetensors"
+
+
 def pretrained_source(cfg: DictConfig, ccn_dir: Path) -> Path:
     """G_src from ``ccn.source_cache`` when this exact pretraining was done before, else pretrain (and cache it)."""
-    cached = Path(cfg.ccn.source_cache).expanduser() / f"g_src-{source_cache_key(cfg)}.safetensors" \
-        if cfg.ccn.source_cache else None
+    cached = cached_source_path(cfg)
     if cached is not None and cached.is_file():
         log.info("reusing the pretrained G_src %s (same model, recipe, photos and seed; ccn.source_cache=null "
                  "to pretrain again)", cached)
@@ -106,9 +112,8 @@ def source_generator_path(cfg: DictConfig) -> Path:
     """The G_src that stage 1 used for this config: ``ccn.source_checkpoint``, else the cached or run-local export."""
     if cfg.ccn.source_checkpoint:
         return Path(cfg.ccn.source_checkpoint)
-    candidates = [Path(cfg.run_dir) / "ccn" / "pretrain" / "ccn.safetensors"]
-    if cfg.ccn.source_cache:
-        candidates.insert(0, Path(cfg.ccn.source_cache).expanduser() / f"g_src-{source_cache_key(cfg)}.safetensors")
+    candidates = [cached_source_path(cfg), Path(cfg.run_dir) / "ccn" / "pretrain" / "ccn.safetensors"]
+    candidates = [candidate for candidate in candidates if candidate is not None]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -157,9 +157,9 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     model = Path(model)
     resolved = resolve_device(device)
+    ttn = load_ttn(model)
     if precision == "bf16" or (precision == "auto" and not half and backend != "onnxruntime"):
-        ttn = load_ttn(model)
-        bf16 = lambda: TorchBackend(load_ttn(model), resolved, bf16=True)  # noqa: E731
+        bf16 = lambda: TorchBackend(ttn, resolved, bf16=True)  # noqa: E731  (weights are not changed by autocast)
         if precision == "bf16":
             return bf16()
         fp32_name = "torch" if backend == "torch" else fastest_backend(resolved)
@@ -172,7 +172,6 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
         return chosen
     if backend == "auto":
         backend = "torch" if half else fastest_backend(resolved)
-    ttn = load_ttn(model)
     if backend == "torch":
         return TorchBackend(ttn, resolved, half)
     if half:
