@@ -70,6 +70,16 @@ def iterations_for(cfg: DictConfig, stage_steps: int) -> int:
     return iterations
 
 
+def preview_photos(cfg: DictConfig) -> torch.Tensor:
+    """The first ``trainer.preview_count`` test photos (training photos without a test folder) for progress grids."""
+    from dctnet.data.decode import to_tensor
+    from dctnet.data.folders import ImageFolder
+
+    source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
+    folder = ImageFolder(source, cfg.data.size, cfg.data.max_pixels)
+    return torch.stack([to_tensor(folder.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(folder)))])
+
+
 def check_optimiser(prefix: str, batch_size: int, betas: Any | None = None) -> None:
     """Clear errors for settings that would otherwise fail deep inside a library."""
     if int(batch_size) < 1:

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 
 from dctnet.baselines.cyclegan import CycleGANModule
@@ -15,11 +14,10 @@ from dctnet.baselines.toonify import export_toonify, load_toonify
 from dctnet.checkpoints import load_model_file
 from dctnet.config import CycleGANConfig, GemConfig, StyleGANConfig, ToonifyConfig, check_known_keys, typed
 from dctnet.data.datamodule import GANDataModule
-from dctnet.data.decode import to_tensor
-from dctnet.data.folders import ImageFolder
 from dctnet.inference.stylize import Stylizer, stylize_folder
 from dctnet.metrics.provenance import write_provenance
-from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment,
+                             preview_photos)
 
 log = logging.getLogger(__name__)
 BASELINES = ("cyclegan", "toonify")
@@ -28,12 +26,6 @@ MODEL_FILES = {"cyclegan": "cyclegan.safetensors", "toonify": "toonify.safetenso
 
 def baseline_dir(cfg: DictConfig, name: str) -> Path:
     return Path(cfg.run_dir) / "baselines" / name
-
-
-def preview_photos(cfg: DictConfig) -> torch.Tensor:
-    source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
-    folder = ImageFolder(source, cfg.data.size, cfg.data.max_pixels)
-    return torch.stack([to_tensor(folder.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(folder)))])
 
 
 def train_cyclegan(cfg: DictConfig) -> Path:

@@ -6,14 +6,13 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 
 from dctnet.config import (DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig,
                             check_known_keys, typed)
-from dctnet.data.datamodule import GANDataModule, to_tensor
-from dctnet.data.folders import ImageFolder
-from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+from dctnet.data.datamodule import GANDataModule
+from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment,
+                             preview_photos)
 from dctnet.ttn.module import TTNModule
 
 log = logging.getLogger(__name__)
@@ -45,9 +44,7 @@ def train_ttn(cfg: DictConfig) -> Path:
     )
     datamodule.setup()
     photos = datamodule.dataset.folders["photo"]
-    sample_source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
-    preview = ImageFolder(sample_source, cfg.data.size, cfg.data.max_pixels)
-    sample_photos = torch.stack([to_tensor(preview.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(preview)))])
+    sample_photos = preview_photos(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = TTNModule(
         model=typed(ttn.model, UNetConfig), discriminator=typed(ttn.discriminator, DiscriminatorConfig),
