@@ -220,3 +220,17 @@ def test_init_from_starts_training_at_the_given_model_and_refuses_another_shape(
     wider = ["trainer.max_steps=1", f"ttn.init_from={trained}", "ttn.model.base_channels=16"]
     with pytest.raises(CheckpointError, match="ttn.model asks for base_channels=16"):
         train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "d") + wider))
+
+
+def test_box_filter_is_the_window_mean_with_reflected_borders():
+    """The separable box filter equals a direct (2r+1)^2 window mean over the reflect-padded image."""
+    from dctnet.losses.representations import box_filter
+
+    image = torch.randn(1, 2, 12, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    radius = 2
+    padded = np.pad(image.numpy(), [(0, 0), (0, 0), (radius, radius), (radius, radius)], mode="reflect")
+    expected = np.zeros_like(image.numpy())
+    for y in range(12):
+        for x in range(10):
+            expected[..., y, x] = padded[..., y:y + 2 * radius + 1, x:x + 2 * radius + 1].mean(axis=(-2, -1))
+    assert np.allclose(box_filter(image, radius).numpy(), expected, atol=1e-12)
