@@ -25,6 +25,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from dctnet.atomic import replace_atomically, write_text_atomic
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.gan_base import STEPS_PER_ITERATION, TrainingDiverged
+from dctnet.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(str(t.precision), str(t.accelerator)),
         max_steps=iterations * STEPS_PER_ITERATION,
         max_epochs=-1,
         log_every_n_steps=t.log_every_n_steps,

@@ -19,6 +19,7 @@ from dctnet.checkpoints import save_model
 from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.diffaugment import diff_augment
+from dctnet.precision import full_precision
 from dctnet.losses.gan import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_regularize
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
 from dctnet.models.stylegan2 import Discriminator, Generator
@@ -131,7 +132,10 @@ class CCNModule(GANModule):
             fake, _ = self.generator(self._latents(n))
         do_r1 = self.stage.r1 > 0 and iteration % self.stage.r1_every == 0
         real_input = real.detach().requires_grad_(do_r1)
-        real_pred = self.discriminator(self._augment(real_input))
+        # R1 is a squared input gradient: in bf16 (7-bit mantissa) it is mostly rounding, so the R1 iterations
+        # run D in fp32 (`trainer.precision=bf16-mixed` keeps the other 3 of r1_every in bf16).
+        with full_precision(do_r1, real.device):
+            real_pred = self.discriminator(self._augment(real_input))
         fake_pred = self.discriminator(self._augment(fake))
         d_loss = d_logistic_loss(real_pred, fake_pred)
         total = d_loss
@@ -163,11 +167,14 @@ class CCNModule(GANModule):
             logs["identity_loss"] = identity_loss.detach()
         if self.stage.path_length > 0 and iteration % self.stage.path_every == 0:
             path_batch = max(1, n // self.stage.path_batch_shrink)
-            path_latents = self.generator.broadcast_latents([self.generator.style(z) for z in self._latents(path_batch)])
-            if not path_latents.requires_grad:  # frozen mapping network: regularise synthesis alone
-                path_latents = path_latents.detach().requires_grad_(True)
-            path_fake = self.generator.synthesis(path_latents, [None] * self.generator.num_layers)
-            penalty, self.mean_path_length, path_mean = g_path_regularize(path_fake, path_latents, self.mean_path_length)
+            with full_precision(True, real.device):  # a gradient norm against its running mean: fp32
+                path_latents = self.generator.broadcast_latents(
+                    [self.generator.style(z) for z in self._latents(path_batch)])
+                if not path_latents.requires_grad:  # frozen mapping network: regularise synthesis alone
+                    path_latents = path_latents.detach().requires_grad_(True)
+                path_fake = self.generator.synthesis(path_latents, [None] * self.generator.num_layers)
+                penalty, self.mean_path_length, path_mean = g_path_regularize(path_fake, path_latents,
+                                                                              self.mean_path_length)
             total = total + self.stage.path_length * self.stage.path_every * penalty
             logs["path_length"] = path_mean
         opt_g.zero_grad(set_to_none=True)

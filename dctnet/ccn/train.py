@@ -22,6 +22,7 @@ from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleG
 from dctnet.data.datamodule import GANDataModule
 from dctnet.data.decode import list_images
 from dctnet.models.face import build_identity_network
+from dctnet.precision import resolve_precision
 from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ def source_cache_key(cfg: DictConfig) -> str:
     facts = {"model": OmegaConf.to_container(cfg.ccn.model, resolve=True),
              "pretrain": OmegaConf.to_container(cfg.ccn.pretrain, resolve=True),
              "max_steps": cfg.trainer.max_steps, "seed": cfg.seed, "max_images": cfg.data.max_images, "photos": photos}
+    precision = resolve_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
+    if precision != "32-true":  # other numerics train another G_src (fp32 keys stay as they were)
+        facts["precision"] = precision
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dctnet.precision import full_precision
+
 # Official ranges are given for B, G, R channel weights; stored here in R, G, B order.
 GREY_WEIGHT_RANGES = ((0.199, 0.399), (0.487, 0.687), (0.014, 0.214))
 
@@ -31,7 +33,16 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """Per-channel guided filter (He et al.) of ``image`` steered by ``guide`` (same shape), differentiable."""
+    """Per-channel guided filter (He et al.) of ``image`` steered by ``guide`` (same shape), differentiable.
+
+    Always fp32, also under bf16 autocast: the variance E[g^2] - E[g]^2 cancels catastrophically with bf16's
+    7-bit mantissa, and ``a = cov / (var + eps)`` then amplifies the error.
+    """
+    with full_precision(True, guide.device):
+        return _guided_filter(guide.float(), image.float(), radius, eps)
+
+
+def _guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
     mean_guide, mean_image = box_filter(guide, radius), box_filter(image, radius)
     covariance = box_filter(guide * image, radius) - mean_guide * mean_image
     variance = box_filter(guide * guide, radius) - mean_guide * mean_guide
