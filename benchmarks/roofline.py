@@ -6,8 +6,9 @@
    channels_last, torch.compile, TorchScript (frozen), ONNX Runtime; ms/image, images/s, achieved GFLOP/s
    (FLOPs counted by torch.utils.flop_counter from the layer shapes), the fraction of the matmul peak, and
    the memory the forward passes add to the process (peak resident set during them minus the resident set
-   before them; CUDA: peak allocated). On CUDA the eager rows also run
-   under fp16 and bf16 autocast.
+   before them; CUDA: peak allocated). On CUDA the eager rows also run under fp16 and bf16 autocast, on a
+   CPU with bf16 units (AVX-512 bf16, AMX) under bf16 autocast; each row is read against the matmul peak
+   of its own numerics (bf16 rows against the bf16 peak).
 
     python benchmarks/roofline.py [--sizes 256 512 1024] [--batches 1 8] [--backends eager channels_last ...]
 
@@ -28,22 +29,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import best_time, current_rss_mb, machine, peak_rss_mb, reset_peak_rss, run_isolated  # noqa: E402
 
-from dctnet.inference.export import ExportableTTN  # noqa: E402
-from dctnet.models.unet import UNetGenerator  # noqa: E402
+from dctnet.precision import has_bf16_units  # noqa: E402
+from dctnet.models.unet import TTN, UNetGenerator  # noqa: E402
 
 BACKENDS = ("eager", "channels_last", "compile", "torchscript", "onnxruntime")
+CPU_BF16_BACKENDS = ("bf16",)  # bf16 autocast + channels_last, on CPUs with AVX-512 bf16 or AMX
 CUDA_BACKENDS = ("eager", "channels_last", "fp16", "bf16", "compile")
 
 
-def measure_peak_gflops(device: torch.device) -> dict[str, float]:
-    """Best-of-5 GFLOP/s of a 4096^2 matmul and of a 64->64 channel 3x3 conv on 1 x 256 x 256 (channels_last)."""
+def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Best-of-5 GFLOP/s of an n x n matmul in ``dtype`` (n = 4096 on CUDA, 2048 on CPU)."""
     n = 4096 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def matmul() -> None:
         a @ b
         sync()
+
+    with torch.inference_mode():
+        return 2 * n**3 / best_time(matmul, repeats=5) / 1e9
+
+
+def measure_peak_gflops(device: torch.device) -> dict[str, float]:
+    """Peaks per numerics: fp32 matmul and 64->64 3x3 conv on 1 x 256 x 256 (channels_last); bf16 (and fp16 on
+    CUDA) matmul where the device has the units, so each row is read against the peak of its own numerics."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    peaks = {"matmul": matmul_gflops(device, torch.float32)}
+    if has_bf16_units("auto" if device.type == "cuda" else "cpu"):
+        peaks["matmul_bf16"] = matmul_gflops(device, torch.bfloat16)
+    if device.type == "cuda":
+        peaks["matmul_fp16"] = matmul_gflops(device, torch.float16)
 
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device, memory_format=torch.channels_last).eval()
     x = torch.randn(1, 64, 256, 256, device=device).to(memory_format=torch.channels_last)
@@ -53,8 +69,13 @@ def measure_peak_gflops(device: torch.device) -> dict[str, float]:
         sync()
 
     with torch.inference_mode():
-        return {"matmul": 2 * n**3 / best_time(matmul, repeats=5) / 1e9,
-                "conv3x3": 2 * 64 * 64 * 9 * 256 * 256 / best_time(convolve, repeats=5) / 1e9}
+        peaks["conv3x3"] = 2 * 64 * 64 * 9 * 256 * 256 / best_time(convolve, repeats=5) / 1e9
+    return peaks
+
+
+def own_peak(backend: str, peak: dict[str, float]) -> float:
+    """The matmul peak of the numerics ``backend`` computes in."""
+    return {"bf16": peak.get("matmul_bf16"), "fp16": peak.get("matmul_fp16")}.get(backend) or peak["matmul"]
 
 
 def ttn_gflop(size: int) -> float:
@@ -70,7 +91,7 @@ def ttn_gflop(size: int) -> float:
 def _runner(backend: str, size: int, batch: int, device: torch.device, workdir: Path):
     """A callable running one forward of the whole TTN (network + guided filter) in ``backend``."""
     torch.manual_seed(0)
-    module = ExportableTTN(UNetGenerator(), guided_filter=True).eval().to(device)
+    module = TTN().eval().to(device)  # the official U-Net, its output guided filter and the clamp
     x = torch.rand(batch, 3, size, size, device=device) * 2 - 1
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if backend in ("channels_last", "compile", "fp16", "bf16"):
@@ -128,12 +149,15 @@ def main() -> None:
         print(json.dumps(worker(backend, int(size), int(batch))))
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backends = args.backends or (CUDA_BACKENDS if device.type == "cuda" else BACKENDS)
+    cpu_backends = BACKENDS + (CPU_BF16_BACKENDS if has_bf16_units("cpu") else ())
+    backends = args.backends or (CUDA_BACKENDS if device.type == "cuda" else cpu_backends)
     print(machine(), f"| device {device}")
     peak = measure_peak_gflops(device)
     print(f"measured peak fp32: matmul {peak['matmul']:.0f} GFLOP/s, channels_last 3x3 conv {peak['conv3x3']:.0f} GFLOP/s")
+    reduced = [f"{name[7:]} matmul {value:.0f} GFLOP/s" for name, value in peak.items() if name.startswith("matmul_")]
+    print("measured peak reduced precision: " + (", ".join(reduced) or "none (no bf16 units)"))
     print(f"{'backend':14} {'size':>5} {'batch':>5} {'ms/image':>9} {'images/s':>9} {'GFLOP/s':>8} "
-          f"{'% matmul peak':>13} {'+peak MB':>8}")
+          f"{'% own peak':>13} {'+peak MB':>8}   (% of the matmul peak of the row's numerics)")
     for size in args.sizes:
         gflop = ttn_gflop(size)
         for batch in args.batches:
@@ -145,7 +169,7 @@ def main() -> None:
                 per_image = figures["seconds"] / batch
                 achieved = gflop / per_image
                 print(f"{backend:14} {size:5d} {batch:5d} {per_image * 1000:9.1f} {1 / per_image:9.2f} {achieved:8.0f} "
-                      f"{100 * achieved / peak['matmul']:12.0f}% {figures['peak_mb']:8.0f}", flush=True)
+                      f"{100 * achieved / own_peak(backend, peak):12.0f}% {figures['peak_mb']:8.0f}", flush=True)
         print(f"  ({size} px: {gflop:.1f} GFLOP per image)")
 
 

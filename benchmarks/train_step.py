@@ -1,6 +1,7 @@
 """Framework overhead of training: one iteration inside the Lightning Trainer vs a bare PyTorch loop over
 the same networks, losses and batch, for stage 2 (G + both discriminators + VGG content) and stage 1
-(StyleGAN2 D + G, lazy R1 amortised); and the data pipeline's rate next to the step rate.
+(StyleGAN2 D + G, lazy R1 amortised); the stage-2 iteration in bf16-mixed against fp32 where the device
+has bf16 units; and the data pipeline's rate next to the step rate.
 
     python benchmarks/train_step.py [--ttn-size 256] [--ttn-batch 4] [--ccn-size 64] [--ccn-batch 8] [--iterations 6]
 
@@ -38,6 +39,7 @@ from dctnet.config import (  # noqa: E402
     UNetConfig,
     config_node,
 )
+from dctnet.precision import has_bf16_units  # noqa: E402
 from dctnet.ttn.module import TTNModule  # noqa: E402
 
 
@@ -66,10 +68,11 @@ def _median_interval(stamps: list[float], warmup: int) -> float:
     return statistics.median(b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:]))
 
 
-def in_trainer(module: pl.LightningModule, batch: dict[str, torch.Tensor], iterations: int, warmup: int) -> float:
+def in_trainer(module: pl.LightningModule, batch: dict[str, torch.Tensor], iterations: int, warmup: int,
+               precision: str = "32-true") -> float:
     clock = _Clock()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = pl.Trainer(max_steps=2 * (iterations + warmup + 1), accelerator="auto", devices=1,
+        trainer = pl.Trainer(max_steps=2 * (iterations + warmup + 1), accelerator="auto", devices=1, precision=precision,
                              logger=pl.loggers.CSVLogger(tmp), log_every_n_steps=10, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
         trainer.fit(module, DataLoader(_SameBatch(batch, 10**6), batch_size=None))
@@ -143,6 +146,14 @@ def main() -> None:
         t_trainer = in_trainer(TTNModule(*ttn_args, out, 0), ttn_batch, args.iterations, warmup)
     print(f"stage 2, {s}px batch {n}: bare loop {t_bare * 1000:.0f} ms/iteration, Trainer {t_trainer * 1000:.0f} ms, "
           f"overhead {100 * (t_trainer / t_bare - 1):+.1f}%", flush=True)
+    if has_bf16_units("auto"):  # trainer.precision=auto picks bf16-mixed here (dctnet/precision.py)
+        with tempfile.TemporaryDirectory() as out:
+            torch.manual_seed(0)
+            t_bf16 = in_trainer(TTNModule(*ttn_args, out, 0), ttn_batch, args.iterations, warmup, "bf16-mixed")
+        print(f"stage 2, {s}px batch {n}, Trainer bf16-mixed: {t_bf16 * 1000:.0f} ms/iteration, "
+              f"{t_trainer / t_bf16:.2f}x the fp32 iteration rate", flush=True)
+    else:
+        print("stage 2 bf16-mixed: not measured (no bf16 units: AVX-512 bf16, AMX or a bf16 GPU)", flush=True)
 
     size, b = args.ccn_size, args.ccn_batch
     model = config_node("ccn.model", StyleGANConfig, size=size, style_dim=512, n_mlp=8, channel_multiplier=2,

@@ -18,7 +18,6 @@ from common import BareLoopMixin, best_time, machine, peak_rss_mb  # noqa: E402
 
 from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, TTNLossConfig, UNetConfig,  # noqa: E402
                            config_node)
-from dctnet.models.unet import refine_output  # noqa: E402
 from dctnet.ttn.module import TTNModule  # noqa: E402
 
 
@@ -42,13 +41,13 @@ def main() -> None:
     batch = {"photo": torch.rand(n, 3, s, s, device=device) * 2 - 1, "cartoon": torch.rand(n, 3, s, s, device=device) * 2 - 1}
     seconds = best_time(lambda: module.training_iteration(batch), repeats=3, warmup=1)
     print(f"TTN train {s}px batch {n}: {seconds * 1000:.0f} ms/iteration, {n / seconds:.1f} images/s")
-    network = module.generator_ema.eval()
+    network = module.generator_ema.eval()  # the whole TTN: U-Net, output filter, clamp
     for size in args.sizes:
         x = torch.rand(1, 3, size, size, device=device) * 2 - 1
         with torch.inference_mode():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            seconds = best_time(lambda: refine_output(x, network(x)), repeats=3, warmup=1)
+            seconds = best_time(lambda: network(x), repeats=3, warmup=1)
         # CUDA: peak allocated by this size; CPU: peak RSS of the process so far (sizes run in ascending order)
         memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
         print(f"TTN inference {size}px batch 1 on {device}: {seconds * 1000:8.1f} ms, {1 / seconds:6.2f} images/s, "

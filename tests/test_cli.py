@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from dctnet.checkpoints import save_model
@@ -67,3 +68,28 @@ def test_export_onnx_and_torchscript_match_pytorch(tmp_path: Path, capsys) -> No
     assert np.abs(onnx_out - torch_out).max() <= 1
     path, worst = export_model(model, "torchscript")
     assert path.suffix == ".ts" and worst < 1e-3
+
+
+def test_train_runs_the_whole_method_on_plain_folders_and_reuses_a_given_source(synthetic_root: Path, tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture) -> None:
+    """`dctnet train`: stage 1 then stage 2 on two folders; with --source-checkpoint, no pretraining."""
+    from conftest import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(synthetic_root, tmp_path) if not o.startswith(("run_dir=", "data.root="))]
+    overrides += ["trainer.max_steps=2", "ttn.loss.face.kind=none"]
+    folders = ["--photos", str(synthetic_root / "photos"), "--cartoons", str(synthetic_root / "cartoons")]
+    assert main(["train", *folders, "--run-dir", str(tmp_path / "first"), *overrides]) == 0
+    model = tmp_path / "first" / "ttn" / "ttn.safetensors"
+    assert model.is_file() and list_images(tmp_path / "first" / "ccn" / "calibrated" / "kept")
+    assert f"model: {model}" in capsys.readouterr().out
+
+    source = tmp_path / "first" / "ccn" / "pretrain" / "ccn.safetensors"
+    assert main(["train", *folders, "--run-dir", str(tmp_path / "second"), "--source-checkpoint", str(source),
+                 "--init-from", str(model), *overrides]) == 0
+    assert not (tmp_path / "second" / "ccn" / "pretrain").exists()  # G_src was given, not trained
+    assert (tmp_path / "second" / "ttn" / "ttn.safetensors").is_file()
+
+
+def test_train_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--photos", str(tmp_path / "nowhere"), "--cartoons", str(tmp_path)]) == 2
+    assert "--photos" in capsys.readouterr().err

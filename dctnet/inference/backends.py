@@ -51,7 +51,7 @@ def load_ttn(path: str | Path) -> TTN:
     needed = ("base_channels", "num_residual", "num_downsamples")
     if not isinstance(arch, dict) or any(not isinstance(arch.get(key), int) for key in needed):
         raise CheckpointError(f"{path}: its header's arch must give {', '.join(needed)} as integers, got {arch!r}")
-    known = set(needed) | {"output_guided_filter", "guided_filter_radius", "guided_filter_eps"}
+    known = set(needed) | {"output_guided_filter", "guided_filter_radius", "guided_filter_eps", "tf_numerics"}
     ttn = TTN(**{key: value for key, value in arch.items() if key in known})
     load_strict(ttn.network, state, str(path))
     return ttn.eval()

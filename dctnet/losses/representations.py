@@ -19,36 +19,45 @@ from dctnet.precision import full_precision
 GREY_WEIGHT_RANGES = ((0.199, 0.399), (0.487, 0.687), (0.014, 0.214))
 
 
-def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window, reflect-padded so the border is not darkened.
+def box_filter(x: torch.Tensor, radius: int, border: str = "reflect") -> torch.Tensor:
+    """Mean over a (2r+1)^2 window, reflect-padded so the border is not darkened; ``border="valid"`` averages
+    only the window's pixels inside the image instead (the official TF code: zero padding divided by the count).
 
     Separable (a row mean, then a column mean): the same numbers as one (2r+1)^2 pooling at 2(2r+1)
     instead of (2r+1)^2 reads per pixel; measured 5x faster at r=5, where the square pooling was 17 % of
     a demo TTN iteration on CPU.
     """
+    if border == "valid":
+        rows = F.avg_pool2d(x, (1, 2 * radius + 1), stride=1, padding=(0, radius), count_include_pad=False)
+        return F.avg_pool2d(rows, (2 * radius + 1, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    if border != "reflect":
+        raise ValueError(f"border must be 'reflect' or 'valid', got {border!r}")
     mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
     padded = F.pad(x, [radius] * 4, mode=mode)
     rows = F.avg_pool2d(padded, (1, 2 * radius + 1), stride=1)
     return F.avg_pool2d(rows, (2 * radius + 1, 1), stride=1)
 
 
-def guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+def guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float,
+                  border: str = "reflect") -> torch.Tensor:
     """Per-channel guided filter (He et al.) of ``image`` steered by ``guide`` (same shape), differentiable.
 
     Always fp32, also under bf16 autocast: the variance E[g^2] - E[g]^2 cancels catastrophically with bf16's
     7-bit mantissa, and ``a = cov / (var + eps)`` then amplifies the error.
     """
     with full_precision(True, guide.device):
-        return _guided_filter(guide.float(), image.float(), radius, eps)
+        return _guided_filter(guide.float(), image.float(), radius, eps, border)
 
 
-def _guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    mean_guide, mean_image = box_filter(guide, radius), box_filter(image, radius)
-    covariance = box_filter(guide * image, radius) - mean_guide * mean_image
-    variance = box_filter(guide * guide, radius) - mean_guide * mean_guide
+def _guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float,
+                   border: str = "reflect") -> torch.Tensor:
+    box = lambda t: box_filter(t, radius, border)  # noqa: E731
+    mean_guide, mean_image = box(guide), box(image)
+    covariance = box(guide * image) - mean_guide * mean_image
+    variance = box(guide * guide) - mean_guide * mean_guide
     a = covariance / (variance + eps)
     b = mean_image - a * mean_guide
-    return box_filter(a, radius) * guide + box_filter(b, radius)
+    return box(a) * guide + box(b)
 
 
 def surface(image: torch.Tensor, radius: int = 5, eps: float = 0.2) -> torch.Tensor:

@@ -15,8 +15,38 @@ from torch import nn
 from dctnet.losses.representations import guided_filter
 
 
-def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, tf_numerics: bool = False) -> nn.Module:
+    if tf_numerics and stride > 1:
+        return TFSameConv2d(in_channels, out_channels, kernel, stride)
     return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2)
+
+
+class TFSameConv2d(nn.Conv2d):
+    """A strided convolution with TensorFlow's SAME padding: the odd pixel of padding goes right and bottom
+    (PyTorch's symmetric ``padding=k//2`` samples one pixel to the left of it). Same parameter names as
+    ``nn.Conv2d``, so the weights load into either."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride=stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size in (x.shape[-1], x.shape[-2]):  # F.pad order: last dim first
+            kernel, stride = self.kernel_size[0], self.stride[0]
+            total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+def tf_legacy_upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """TF1's ``tf.image.resize_bilinear`` to twice the size (align_corners=False, half_pixel_centers=False):
+    output pixel i samples input i / 2, so even pixels copy the input and odd ones average it with its next
+    neighbour (the last one repeated). PyTorch's bilinear mode samples at half-pixel centres instead; the
+    released DCT-Net graphs were trained and frozen with this one. Slices only: exports to ONNX at any size."""
+    following = torch.cat([x[:, :, 1:], x[:, :, -1:]], 2)
+    x = torch.stack([x, (x + following) / 2], 3).flatten(2, 3)
+    following = torch.cat([x[..., 1:], x[..., -1:]], 3)
+    return torch.stack([x, (x + following) / 2], 4).flatten(3, 4)
 
 
 class ResidualBlock(nn.Module):
@@ -31,13 +61,16 @@ class ResidualBlock(nn.Module):
 class UNetGenerator(nn.Module):
     """Photo in [-1, 1] -> cartoon (unbounded, clamp for display), same size."""
 
-    def __init__(self, base_channels: int = 32, num_residual: int = 4, num_downsamples: int = 2) -> None:
+    def __init__(self, base_channels: int = 32, num_residual: int = 4, num_downsamples: int = 2,
+                 tf_numerics: bool = False) -> None:
         super().__init__()
         self.base_channels, self.num_residual, self.num_downsamples = base_channels, num_residual, num_downsamples
+        self.tf_numerics = tf_numerics  # TF SAME padding and TF1 bilinear resize: an imported official graph
         c = [base_channels * 2**i for i in range(num_downsamples + 1)]
         self.stride = 2**num_downsamples
         self.stem = conv(3, c[0], 7)
-        self.down = nn.ModuleList(nn.ModuleList([conv(c[i], c[i], 3, stride=2), conv(c[i], c[i + 1], 3)])
+        self.down = nn.ModuleList(nn.ModuleList([conv(c[i], c[i], 3, stride=2, tf_numerics=tf_numerics),
+                                                 conv(c[i], c[i + 1], 3)])
                                   for i in range(num_downsamples))
         self.blocks = nn.Sequential(*(ResidualBlock(c[-1]) for _ in range(num_residual)))
         self.bottleneck = conv(c[-1], c[-2], 3)
@@ -58,7 +91,10 @@ class UNetGenerator(nn.Module):
             skips.append(h)
         h = act(self.bottleneck(self.blocks(h)))
         for layers, skip in zip(self.up, reversed(skips[:-1])):
-            h = F.interpolate(h, size=skip.shape[2:], mode="bilinear", align_corners=False) + skip
+            if self.tf_numerics:  # the official graph resizes to exactly twice the size, as here
+                h = tf_legacy_upsample2x(h) + skip
+            else:
+                h = F.interpolate(h, size=skip.shape[2:], mode="bilinear", align_corners=False) + skip
             for layer in layers:
                 h = act(layer(h))
         return self.head(h)
@@ -84,9 +120,13 @@ class TTN(nn.Module):
     """
 
     def __init__(self, base_channels: int = 32, num_residual: int = 4, num_downsamples: int = 2,
-                 output_guided_filter: bool = True, guided_filter_radius: int = 1, guided_filter_eps: float = 1e-2) -> None:
+                 output_guided_filter: bool = True, guided_filter_radius: int = 1, guided_filter_eps: float = 1e-2,
+                 tf_numerics: bool = False) -> None:
         super().__init__()
-        self.network = UNetGenerator(base_channels, num_residual, num_downsamples)
+        self.network = UNetGenerator(base_channels, num_residual, num_downsamples, tf_numerics)
+        # tf_numerics: the released TF graphs' arithmetic (dctnet.models.official_import): SAME padding, TF1
+        # bilinear resize, and a box filter averaging only the pixels inside the image (zero padding / count)
+        self.tf_numerics = tf_numerics
         self.output_guided_filter = output_guided_filter
         self.guided_filter_radius, self.guided_filter_eps = guided_filter_radius, guided_filter_eps
         self.stride = self.network.stride
@@ -96,13 +136,15 @@ class TTN(nn.Module):
         network = self.network
         return {"base_channels": network.base_channels, "num_residual": network.num_residual,
                 "num_downsamples": network.num_downsamples, "output_guided_filter": self.output_guided_filter,
-                "guided_filter_radius": self.guided_filter_radius, "guided_filter_eps": self.guided_filter_eps}
+                "guided_filter_radius": self.guided_filter_radius, "guided_filter_eps": self.guided_filter_eps,
+                **({"tf_numerics": True} if self.tf_numerics else {})}
 
     def refine(self, photo: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """The output filter alone, in fp32 (it divides by local variances)."""
         if not self.output_guided_filter:
             return raw
-        return guided_filter(photo.float(), raw.float(), radius=self.guided_filter_radius, eps=self.guided_filter_eps)
+        return guided_filter(photo.float(), raw.float(), radius=self.guided_filter_radius, eps=self.guided_filter_eps,
+                             border="valid" if self.tf_numerics else "reflect")
 
     def forward(self, photo: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Photo in [-1, 1] -> cartoon; ``clamp=False`` for training losses (gradients beyond the range)."""
