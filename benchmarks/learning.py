@@ -44,20 +44,11 @@ from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
 from dctnet.metrics.provenance import write_provenance  # noqa: E402
 from dctnet.metrics.run import run_evaluation  # noqa: E402
+from dctnet.precision import cpu_features  # noqa: E402
 from dctnet.training import prepare_environment  # noqa: E402
 
 EXPERIMENT = "learning"
 SHIFT_SEED = 1234
-
-
-def cpu_flags() -> str:
-    """The CPU features that change the figures (bf16/int8 units), printed beside them."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"]
-    return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512/amx"
 
 
 def shifted_pair(photo: np.ndarray, cartoon: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +196,7 @@ def main(argv: list[str]) -> None:
         grids[name] = f"learning/{slug}.png"
     coverage = coverage_table(data_root, calibrated, base.data.size,
                               write_source_samples(base, run_dir / "benchmark" / "g_src_samples"))
-    header = [f"- machine: {machine()} | CPU features: {cpu_flags()}",
+    header = [f"- machine: {machine()} | CPU features: {', '.join(cpu_features()) or 'none of avx2/avx512/amx'}",
               f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "
               f"exemplars without {list(base.data.synthetic.exemplars_without)}, seed {base.seed}, "
               f"data seed {base.data.synthetic.seed}, shifted-set seed {SHIFT_SEED}",

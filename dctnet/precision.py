@@ -26,6 +26,15 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.split(":", 1)[1].split())
 
 
+FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> tuple[str, ...]:
+    """The CPU features that decide reduced-precision speed (AVX-512 bf16/VNNI, AMX) that this CPU has."""
+    flags = cpu_flags()
+    return tuple(feature for feature in FEATURES if feature in flags)
+
+
 def has_bf16_units(accelerator: str) -> bool:
     """Whether bf16 runs natively on the device ``accelerator`` (cpu, gpu/cuda, auto) resolves to."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():

@@ -36,12 +36,11 @@ def cache_file() -> Path:
 
 def cpu_features() -> str:
     """The CPU features that decide reduced-precision speed (AMX, AVX-512 bf16/VNNI), for cache keys and reports."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
+    from dctnet.precision import cpu_features as features, cpu_flags
+
+    if not cpu_flags():
         return platform.processor() or "unknown"
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
-    return ",".join(f for f in wanted if f in flags) or "no-avx512"
+    return ",".join(features()) or "no-avx512"
 
 
 def probe_batch(stride: int) -> torch.Tensor:
