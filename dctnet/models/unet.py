@@ -140,10 +140,10 @@ class TTN(nn.Module):
                 **({"tf_numerics": True} if self.tf_numerics else {})}
 
     def refine(self, photo: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """The output filter alone, in fp32 (it divides by local variances)."""
+        """The output filter alone, in fp32 (it divides by local variances; ``guided_filter`` upcasts itself)."""
         if not self.output_guided_filter:
             return raw
-        return guided_filter(photo.float(), raw.float(), radius=self.guided_filter_radius, eps=self.guided_filter_eps,
+        return guided_filter(photo, raw, radius=self.guided_filter_radius, eps=self.guided_filter_eps,
                              border="valid" if self.tf_numerics else "reflect")
 
     def forward(self, photo: torch.Tensor, clamp: bool = True) -> torch.Tensor:
