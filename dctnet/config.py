@@ -212,6 +212,10 @@ class FacePerceptionConfig:
 
     kind: str = MISSING  # expression | identity | none
     weight: float = MISSING  # the attribute regressor trains with the discriminators (ttn.lr_d)
+    # expression labels of photo folders without an attributes.csv (dctnet/data/expression.py)
+    eye_open_ratio: float = MISSING
+    mouth_open_ratio: float = MISSING
+    landmark_weights: Optional[str] = MISSING
 
 
 @dataclass

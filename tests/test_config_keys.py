@@ -22,8 +22,11 @@ from dctnet.ttn.train import train_ttn
 # Keys a two-iteration run cannot show, each covered elsewhere: what the data module reads (test_ttn's folder
 # tests), the run length (every run), and the VGG19 file (pretrained weights are not available offline;
 # tests/test_weights.py loads them from the registry and refuses to go random without them).
+# The landmark labelling keys act only on photo folders without an attributes.csv (the synthetic data has one):
+# tests/test_expression_labels.py shows each of them at work.
 NOT_HERE = {"ttn.cartoons", "ttn.texture_cartoons", "ttn.extra_cartoons", "ttn.steps", "ttn.loss.vgg_weights",
-            "ttn.loss.vgg_pretrained"}
+            "ttn.loss.vgg_pretrained", "ttn.loss.face.eye_open_ratio", "ttn.loss.face.mouth_open_ratio",
+            "ttn.loss.face.landmark_weights"}
 STRING_CHOICES = {"gan": "hinge", "content_norm": "instance", "vgg_layer": "conv2_2", "recipe": "renamed",
                   "kind": "identity"}
 BASE = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "ttn.ema_rampup=null", "ttn.loss.face.kind=expression", "ttn.loss.image=1.0",

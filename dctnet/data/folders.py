@@ -96,6 +96,10 @@ class ImageFolder:
         """True when every usable image has a row in ``attributes.csv``."""
         return bool(self.attribute_names) and all(p.name in self._attributes for p in self.files)
 
+    def set_attributes(self, names: list[str], table: dict[str, np.ndarray]) -> None:
+        """Labels computed elsewhere (expression landmarks) instead of an ``attributes.csv``."""
+        self.attribute_names, self._attributes = list(names), dict(table)
+
     def attributes(self, index: int) -> np.ndarray:
         """Facial attributes of image ``index`` (same position rule as :meth:`load`)."""
         return self._attributes[self.files[index % len(self.files)].name]

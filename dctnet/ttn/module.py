@@ -36,6 +36,14 @@ def build_ttn(cfg: UNetConfig) -> TTN:
                cfg.guided_filter_radius, cfg.guided_filter_eps)
 
 
+def labelled_l1(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L1 over the photos that have labels (NaN rows: no face found); 0 when none in the batch has."""
+    known = torch.isfinite(labels).all(1)
+    if not bool(known.any()):
+        return predicted.sum() * 0.0  # keeps the graph (DDP) without moving anything
+    return F.l1_loss(predicted[known], labels[known].to(predicted.dtype))
+
+
 class TTNModule(GANModule):
     def __init__(
         self,
@@ -76,8 +84,9 @@ class TTNModule(GANModule):
         if loss.face.kind == "expression" and loss.face.weight > 0:
             if attribute_count == 0:
                 raise ValueError("ttn.loss.face.kind=expression needs facial attributes of the photos: an "
-                                 "attributes.csv in the photo folder (file,<attr>,... in [0,1]; `dctnet synth` "
-                                 "writes one). Use ttn.loss.face.kind=identity or none otherwise.")
+                                 "attributes.csv in the photo folder (`dctnet synth` writes one), or the labels "
+                                 "train_ttn.py computes from FAN landmarks (dctnet/data/expression.py). Use "
+                                 "ttn.loss.face.kind=identity or none otherwise.")
             self.regressor = AttributeRegressor(attribute_count)
         if loss.face.kind == "identity" and loss.face.weight > 0:
             if identity is None:
@@ -126,7 +135,7 @@ class TTNModule(GANModule):
             d_total = d_total + d_image
             logs["d_image"] = d_image.detach()
         if self.regressor is not None and labels is not None:
-            regressor_loss = F.l1_loss(self.regressor(photo), labels.to(photo.dtype))
+            regressor_loss = labelled_l1(self.regressor(photo), labels)
             d_total = d_total + regressor_loss
             logs["regressor_loss"] = regressor_loss.detach()
         opt_d.zero_grad(set_to_none=True)
@@ -177,7 +186,7 @@ class TTNModule(GANModule):
             total = total + w.tv * tv
             logs["tv"] = tv.detach()
         if self.regressor is not None and labels is not None:
-            face = F.l1_loss(self.regressor(fake), labels.to(fake.dtype))
+            face = labelled_l1(self.regressor(fake), labels)
             total = total + w.face.weight * face
             logs["face_expression"] = face.detach()
         if self.identity is not None:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from dctnet.config import (DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig,
                             check_known_keys, typed)
 from dctnet.data.datamodule import GANDataModule
+from dctnet.data.folders import ImageFolder
 from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment,
                              preview_photos)
 from dctnet.ttn.module import TTNModule
@@ -44,6 +45,9 @@ def train_ttn(cfg: DictConfig) -> Path:
     )
     datamodule.setup()
     photos = datamodule.dataset.folders["photo"]
+    face = ttn.loss.face
+    if face.kind == "expression" and face.weight > 0 and not photos.has_attributes:
+        label_photos(photos, face)
     sample_photos = preview_photos(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = TTNModule(
@@ -58,6 +62,15 @@ def train_ttn(cfg: DictConfig) -> Path:
         initialise_from(module, Path(ttn.init_from))
     fit_stage(cfg, module, datamodule, stage_dir, iterations)
     return stage_dir / "ttn.safetensors"
+
+
+def label_photos(photos: ImageFolder, face: DictConfig) -> None:
+    """Expression labels from FAN landmarks for a photo folder that has no ``attributes.csv`` (cached beside it)."""
+    from dctnet.data.expression import expression_labels
+
+    names, table = expression_labels(photos.files, photos.root, face.eye_open_ratio, face.mouth_open_ratio,
+                                     face.landmark_weights)
+    photos.set_attributes(names, table)
 
 
 def initialise_from(module: TTNModule, path: Path) -> None:
