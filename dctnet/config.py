@@ -259,7 +259,9 @@ class TTNConfig:
     ema_half_life_kimg: float = MISSING
     ema_rampup: Optional[float] = MISSING
     warmup_steps: int = MISSING
-    init_from: Optional[str] = MISSING  # a ttn.safetensors to start from (fine-tuning a similar style)  # first iterations train G on L1 reconstruction only (White-box pretraining)
+    init_from: Optional[str] = MISSING  # a ttn.safetensors to start from (fine-tuning a similar style)
+    init_from_d_steps: int = MISSING  # fine-tuning: discriminators alone first
+    init_from_lr_ramp: int = MISSING  # fine-tuning: G's learning rate ramps up over this many iterations
     model: UNetConfig = field(default_factory=UNetConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: TTNLossConfig = field(default_factory=TTNLossConfig)

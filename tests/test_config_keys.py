@@ -23,10 +23,11 @@ from dctnet.ttn.train import train_ttn
 # tests), the run length (every run), and the VGG19 file (pretrained weights are not available offline;
 # tests/test_weights.py loads them from the registry and refuses to go random without them).
 # The landmark labelling keys act only on photo folders without an attributes.csv (the synthetic data has one):
-# tests/test_expression_labels.py shows each of them at work.
+# tests/test_expression_labels.py shows each of them at work; the init_from_* keys only when fine-tuning.
 NOT_HERE = {"ttn.cartoons", "ttn.texture_cartoons", "ttn.extra_cartoons", "ttn.steps", "ttn.loss.vgg_weights",
             "ttn.loss.vgg_pretrained", "ttn.loss.face.eye_open_ratio", "ttn.loss.face.mouth_open_ratio",
-            "ttn.loss.face.landmark_weights"}
+            "ttn.loss.face.landmark_weights",
+            "ttn.init_from_d_steps", "ttn.init_from_lr_ramp"}  # fine-tuning only: tests/test_ttn.py
 STRING_CHOICES = {"gan": "hinge", "content_norm": "instance", "vgg_layer": "conv2_2", "recipe": "renamed",
                   "kind": "identity"}
 BASE = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "ttn.ema_rampup=null", "ttn.loss.face.kind=expression", "ttn.loss.image=1.0",

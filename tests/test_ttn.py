@@ -222,6 +222,26 @@ def test_init_from_starts_training_at_the_given_model_and_refuses_another_shape(
         train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "d") + wider))
 
 
+def test_fine_tuning_trains_the_discriminators_alone_first_then_ramps_the_generator(synthetic_root: Path,
+                                                                                      tmp_path: Path) -> None:
+    """ttn.init_from: no reconstruction warm-up, G frozen for init_from_d_steps, then G moves."""
+    trained = load_file(train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "a") +
+                                              ["trainer.max_steps=4"])))
+    tune = [f"ttn.init_from={tmp_path / 'a' / 'ttn' / 'ttn.safetensors'}", "ttn.lr_g=5e-3", "ttn.lr_d=5e-3",
+            "ttn.warmup_steps=5", "ttn.init_from_d_steps=2", "ttn.init_from_lr_ramp=1", "trainer.log_every_n_steps=1"]
+    held = load_file(train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "b") + tune +
+                                           ["trainer.max_steps=2"])))
+    for key in trained:
+        torch.testing.assert_close(held[key], trained[key], rtol=0, atol=0, msg=key)
+    logs = next((tmp_path / "b" / "ttn" / "logs").rglob("metrics.csv")).read_text()
+    assert "d_surface" in logs and "g_total" not in logs and "reconstruction" not in logs
+    moved = load_file(train_ttn(make_config("ttn", tiny_overrides(synthetic_root, tmp_path / "c") + tune +
+                                            ["trainer.max_steps=3"])))
+    assert any(not torch.equal(moved[key], trained[key]) for key in trained)
+    logs = next((tmp_path / "c" / "ttn" / "logs").rglob("metrics.csv")).read_text()
+    assert "g_total" in logs and "reconstruction" not in logs  # adversarial at once: the warm-up is skipped
+
+
 def test_box_filter_is_the_window_mean_with_reflected_borders():
     """The separable box filter equals a direct (2r+1)^2 window mean over the reflect-padded image."""
     from dctnet.losses.representations import box_filter

@@ -62,6 +62,7 @@ class TTNModule(GANModule):
         sample_photos: torch.Tensor | None = None,
         ema_rampup: float | None = 0.05,
         warmup_steps: int = 0,
+        fine_tune: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(out_dir, sample_every, batch_size)
         if loss.content_norm not in CONTENT_NORMS:
@@ -93,6 +94,8 @@ class TTNModule(GANModule):
                 raise ValueError("ttn.loss.face.kind=identity needs the identity network's config (cfg.identity)")
             self.identity = build_identity_network(identity)
         self.ema_half_life_kimg, self.ema_rampup, self.warmup_steps = ema_half_life_kimg, ema_rampup, warmup_steps
+        # (discriminator-only iterations, G learning-rate ramp) when starting from a trained TTN (ttn.init_from)
+        self.fine_tune = fine_tune
         self.register_buffer("sample_photos", sample_photos if sample_photos is not None else torch.zeros(0, 3, 8, 8),
                              persistent=False)
 
@@ -143,12 +146,23 @@ class TTNModule(GANModule):
         opt_d.step()
         logs.update(d_surface=d_surface.detach(), d_texture=d_texture.detach())
 
+        if self.fine_tune is not None and iteration < self.fine_tune[0]:
+            # Fine-tuning: the new discriminators catch up with the trained generator first. The G step without
+            # gradients changes nothing (Adam skips parameters without .grad) but keeps 2 optimiser steps an iteration.
+            opt_g.zero_grad(set_to_none=True)
+            opt_g.step()
+            return logs
+
         # generator
         requires_grad(self.generator, True)
         for net in self._discriminators():
             requires_grad(net, False)
         fake = self.stylize(photo)
-        if iteration < self.warmup_steps:  # White-box's pretraining: learn the identity mapping first
+        if self.fine_tune is not None:
+            d_steps, ramp = self.fine_tune
+            for group in opt_g.param_groups:
+                group["lr"] = self.lr_g * self.lr_scale * min(1.0, (iteration - d_steps + 1) / max(ramp, 1))
+        if iteration < self.warmup_steps and self.fine_tune is None:  # White-box's pretraining: identity first
             total = F.l1_loss(fake, photo)
             logs["reconstruction"] = total.detach()
         else:
@@ -157,7 +171,7 @@ class TTNModule(GANModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
         opt_g.step()
-        self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup)
+        self.step_ema(iteration, self.ema_half_life_kimg, self.ema_rampup if self.fine_tune is None else None)
         return logs
 
     def _generator_loss(self, photo: torch.Tensor, fake: torch.Tensor, grey: torch.Tensor,

@@ -57,6 +57,7 @@ def train_ttn(cfg: DictConfig) -> Path:
         identity=typed(cfg.identity, IdentityConfig), attribute_count=len(photos.attribute_names) if photos.has_attributes else 0,
         sample_photos=sample_photos, ema_rampup=ttn.ema_rampup,
         warmup_steps=ttn.warmup_steps,
+        fine_tune=(ttn.init_from_d_steps, ttn.init_from_lr_ramp) if ttn.init_from else None,
     )
     if ttn.init_from:
         initialise_from(module, Path(ttn.init_from))
