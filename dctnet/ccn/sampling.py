@@ -101,7 +101,9 @@ def sample_calibrated(
         seeds = [cfg.seed * 1_000_003 + i for i in indices]
         z = torch.stack([torch.randn(blended.style_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
         z = z.to(device)
-        noise = make_noise(blended, len(indices), device, rng=torch.Generator().manual_seed(seeds[0]))
+        # each sample's noise from its own seed, as its latent: sample i is the same whatever the batch size
+        per_sample = [make_noise(blended, 1, device, rng=torch.Generator().manual_seed(s)) for s in seeds]
+        noise = [torch.cat(maps) for maps in zip(*per_sample)]
         image, _ = blended([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)
         image = image.clamp(-1, 1)
         if identity is not None:
