@@ -25,7 +25,6 @@ from dctnet.checkpoints import CheckpointError, load_strict, load_torch_file
 from dctnet.weights import resolve
 
 INPUT_SIZE = 256  # the crop FAN was trained on
-HEATMAP_SIZE = 64
 POINTS = 68
 REFERENCE_SCALE = 195.0  # face-alignment's box-to-crop rule: crop side = 200 * (w + h) / 195
 CENTRE_SHIFT = 0.12  # ... centred 12 % of the box height above the box centre (detector boxes sit low)
