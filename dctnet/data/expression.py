@@ -1,6 +1,6 @@
 """Expression labels (eye and mouth openness) of real photos, for the facial perception loss.
 
-A photo folder without an ``attributes.csv`` gets its labels here: MTCNN finds the largest face,
+A photo folder without an ``attributes.csv`` gets its labels here: MTCNN (dctnet.data.align) finds the largest face,
 FAN (dctnet.models.landmarks) puts 68 landmarks on it, and the labels are the eye aspect ratio
 (Soukupova & Cech 2016; the mean of both eyes) and the inner-mouth aspect ratio, each divided by
 the ratio of a fully open eye or mouth (``ttn.loss.face.eye_open_ratio``, ``mouth_open_ratio``)
@@ -54,21 +54,20 @@ class LandmarkLabeller:
     """Photo -> (eye aspect ratio, mouth aspect ratio) of its largest face, or None without a face."""
 
     def __init__(self, landmark_weights: str | None = None) -> None:
-        from facenet_pytorch import MTCNN
-
+        from dctnet.data.align import FaceAligner
         from dctnet.models.landmarks import load_fan
 
         self.fan = load_fan(landmark_weights)
-        self.detector = MTCNN(keep_all=True)  # weights ship inside facenet-pytorch
+        self.detector = FaceAligner()  # the project's MTCNN (weights ship in facenet-pytorch) and its threshold
 
     def box(self, image: np.ndarray) -> np.ndarray | None:
         shrink = min(1.0, DETECTION_SIDE / max(image.shape[:2]))
         small = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) if shrink < 1 else image
-        boxes, _ = self.detector.detect(small)
-        if boxes is None or len(boxes) == 0:
+        boxes = [box for box, _, _ in self.detector.detect(small)]
+        if not boxes:
             return None
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return np.asarray(boxes[int(np.argmax(areas))], np.float32) / shrink
+        largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        return largest / shrink
 
     @torch.no_grad()
     def ratios(self, image: np.ndarray) -> tuple[float, float] | None:
