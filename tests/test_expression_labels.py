@@ -97,7 +97,13 @@ def test_labels_are_cached_by_content_and_faceless_photos_are_left_out(tmp_path:
     assert np.isnan(table["wall.png"]).all()  # MTCNN finds no face in a flat wall
     for name in ("astronaut.png", "small.jpg", "grey.png", "alpha.png"):
         assert np.isfinite(table[name]).all() and ((0 <= table[name]) & (table[name] <= 1)).all(), name
-    assert len(read_cache(folder / CACHE_FILE)) == 5
+    assert len(read_cache(folder / CACHE_FILE)[0]) == 5
+
+    # Unchanged files are not even read again: their name, size and time find their digest.
+    monkeypatch.setattr("dctnet.data.expression.file_digest", None)  # would fail if called
+    np.testing.assert_array_equal(expression_labels(files, folder, 0.35, 0.8, str(fan_file))[1]["wall.png"],
+                                  table["wall.png"])
+    monkeypatch.undo()
 
     # Cached: no landmark network is needed again, even under a new name.
     (folder / "astronaut.png").rename(folder / "renamed.png")
@@ -105,7 +111,7 @@ def test_labels_are_cached_by_content_and_faceless_photos_are_left_out(tmp_path:
     monkeypatch.setattr("dctnet.data.expression.LandmarkLabeller", None)  # would fail if called
     again = expression_labels(files, folder, 0.35, 0.8, str(fan_file))[1]
     np.testing.assert_array_equal(again["renamed.png"], table["astronaut.png"])
-    raw = np.array(next(iter(v for v in read_cache(folder / CACHE_FILE).values() if np.isfinite(v).all())))
+    raw = np.array(next(iter(v for v in read_cache(folder / CACHE_FILE)[0].values() if np.isfinite(v).all())))
     scaled = expression_labels(files, folder, 2 * raw[0], 4 * raw[1], str(fan_file))[1]  # the open ratios scale
     assert any(np.allclose(v, [0.5, 0.25]) for v in scaled.values())
 
@@ -128,7 +134,7 @@ def test_stage_two_runs_on_a_plain_folder_of_real_photos(synthetic_root: Path, t
         "data=folders", f"data.photos={folder}", f"data.cartoons={synthetic_root / 'cartoons'}", "data.size=32",
         "trainer.max_steps=3", "trainer.log_every_n_steps=1", "ttn.loss.face.kind=expression", f"ttn.loss.face.landmark_weights={fan_file}"]
     model = train_ttn(make_config("ttn", overrides))
-    assert model.is_file() and len(read_cache(folder / CACHE_FILE)) == 5
+    assert model.is_file() and len(read_cache(folder / CACHE_FILE)[0]) == 5
     metrics = (tmp_path / "run" / "ttn" / "logs").rglob("metrics.csv")
     logged = "".join(path.read_text() for path in metrics)
     assert "face_expression" in logged and "regressor_loss" in logged

@@ -7,7 +7,8 @@ the ratio of a fully open eye or mouth (``ttn.loss.face.eye_open_ratio``, ``mout
 and clipped to [0, 1]. Both are ratios of distances, so GEM's scaling, rotation and flips keep them.
 
 The raw ratios are cached beside the photos (``expression_labels.csv``), keyed by each file's
-SHA-256: a renamed photo is not recomputed, a changed one is. A photo without a detectable face
+SHA-256: a renamed photo is not recomputed, a changed one is. Each row also keeps the file's name, size and
+modification time, so a later run hashes only files whose stamp changed. A photo without a detectable face
 gets no label (NaN), and the loss skips it; the count is logged.
 """
 
@@ -38,16 +39,28 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_cache(path: Path) -> dict[str, tuple[float, float]]:
-    """``{sha256: (eye ratio, mouth ratio)}`` from a cache file (NaN = no face found); {} when absent."""
+Stamp = tuple[str, int, int]  # file name, size, modification time (ns): when these match, the digest is reused
+
+
+def stamp(path: Path) -> Stamp:
+    status = path.stat()
+    return path.name, status.st_size, status.st_mtime_ns
+
+
+def read_cache(path: Path) -> tuple[dict[str, tuple[float, float]], dict[Stamp, str]]:
+    """``({sha256: (eye ratio, mouth ratio)}, {file stamp: sha256})`` from a cache file (NaN = no face); empty
+    when absent. The stamps spare re-reading every photo to hash it on each run, as make and rsync do."""
     if not path.is_file():
-        return {}
+        return {}, {}
     try:
         with open(path, newline="") as handle:
-            return {row["sha256"]: (float(row["eye_ratio"]), float(row["mouth_ratio"])) for row in csv.DictReader(handle)}
+            rows = list(csv.DictReader(handle))
+        ratios = {row["sha256"]: (float(row["eye_ratio"]), float(row["mouth_ratio"])) for row in rows}
+        stamps = {(row["file"], int(row["size"]), int(row["mtime_ns"])): row["sha256"] for row in rows}
+        return ratios, stamps
     except (KeyError, ValueError) as error:
         log.warning("%s: unreadable label cache (%s); the labels are computed again", path, error)
-        return {}
+        return {}, {}
 
 
 class LandmarkLabeller:
@@ -90,8 +103,9 @@ def expression_labels(files: list[Path], cache_dir: Path, eye_open_ratio: float,
     a labelled folder trains without the weights file.
     """
     cache_path = cache_dir / CACHE_FILE
-    cache = read_cache(cache_path)
-    digests = {path: file_digest(path) for path in files}
+    cache, known = read_cache(cache_path)
+    stamps = {path: stamp(path) for path in files}
+    digests = {path: known.get(stamps[path]) or file_digest(path) for path in files}
     missing = [path for path, digest in digests.items() if digest not in cache]
     if missing:
         try:
@@ -111,9 +125,13 @@ def expression_labels(files: list[Path], cache_dir: Path, eye_open_ratio: float,
                 log.warning("%s: not labelled (%s)", path, error)
                 found = None
             cache[digests[path]] = found if found is not None else (math.nan, math.nan)
-        rows = [[digest, repr(float(eye)), repr(float(mouth))] for digest, (eye, mouth) in sorted(cache.items())]
+    if missing or any(stamps[path] not in known for path in files):  # new labels, or new names / times
+        known.update({stamps[path]: digests[path] for path in files})
+        rows = [[name, size, mtime, digest, repr(float(cache[digest][0])), repr(float(cache[digest][1]))]
+                for (name, size, mtime), digest in sorted(known.items()) if digest in cache]
         try:
-            write_text_atomic(cache_path, csv_text(["sha256", "eye_ratio", "mouth_ratio"], rows))
+            write_text_atomic(cache_path, csv_text(["file", "size", "mtime_ns", "sha256", "eye_ratio", "mouth_ratio"],
+                                                   rows))
         except OSError as error:
             log.warning("could not write the label cache %s (%s): labels are recomputed next run", cache_path, error)
     scale = np.array([eye_open_ratio, mouth_open_ratio], np.float32)
