@@ -169,6 +169,7 @@ class SamplingConfig:
     blend_width: float = MISSING  # 0 = hard switch; >0 = smooth sigmoid transition over log2-resolutions
     keep_fraction: float = MISSING
     min_identity: float = MISSING  # also reject samples whose identity similarity is below this
+    noise_strength: float = MISSING  # scale of StyleGAN2's per-pixel noise inputs when sampling (0 = none)
     seed: int = MISSING
 
 

@@ -35,7 +35,7 @@ LIST_CHANGES = {"diffaugment": "[translation]", "freeze": "[]", "mixing": "0.0"}
 MODEL_CONTEXT = {"channel_multiplier": ["ccn.model.size=64", "ccn.model.channel_max=300"]}
 # Sampling: truncation below 1 so the mean latent is used; batch_size must change nothing (checked below).
 SAMPLING_BASE = ["ccn.sampling.truncation=0.7", "ccn.sampling.min_identity=-1.0", "ccn.sampling.blend_width=0.0"]
-SAMPLING_CHANGES = {"min_identity": "1.0", "blend_width": "0.5"}
+SAMPLING_CHANGES = {"min_identity": "1.0", "blend_width": "0.5", "noise_strength": "0.0"}
 
 
 def _leaves(node, prefix: str) -> dict:

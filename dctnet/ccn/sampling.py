@@ -6,6 +6,8 @@ Blending (Toonify-style): the mapping network, the constant input and every synt
 log2-resolution. Each sample keeps its seed; its identity similarity to the G_src sample with the
 same latent and noise, and the cartoon discriminator's score, rank it; the best ``keep_fraction``
 (and only those above ``min_identity``) are kept. The official code leaves this to hand-picking.
+``noise_strength`` scales the per-pixel noise inputs: G_src learnt to spend them on photo grain, which
+the adapted G keeps drawing as speckle on flat cartoon colours; 0 draws without it.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def sample_calibrated(
         z = z.to(device)
         # each sample's noise from its own seed, as its latent: sample i is the same whatever the batch size
         per_sample = [make_noise(blended, 1, device, rng=torch.Generator().manual_seed(s)) for s in seeds]
-        noise = [torch.cat(maps) for maps in zip(*per_sample)]
+        noise = [torch.cat(maps) * cfg.noise_strength for maps in zip(*per_sample)]
         image, _ = blended([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)
         image = image.clamp(-1, 1)
         if identity is not None:
