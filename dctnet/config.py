@@ -87,12 +87,13 @@ class DivergenceConfig:
 
 @dataclass
 class TrainerConfig:
-    """Passed to ``pytorch_lightning.Trainer``. ``max_steps`` counts training *iterations*.
+    """Built by ``hydra.utils.instantiate`` (``_target_``), minus the keys ``dctnet.training.OWN_TRAINER_KEYS``.
 
-    One iteration = one discriminator and one generator update; Lightning's own ``global_step``
-    advances once per optimiser, so the code converts. ``None`` keeps each stage's own length.
+    ``max_steps`` counts training *iterations*: one discriminator and one generator update; Lightning's own
+    ``global_step`` advances once per optimiser, so the code converts. ``None`` keeps each stage's own length.
     """
 
+    _target_: str = MISSING
     accelerator: str = MISSING
     devices: Any = MISSING
     num_nodes: int = MISSING

@@ -132,7 +132,13 @@ def rollback_checkpoint(stage_dir: Path) -> Path | None:
     return None
 
 
+# Keys of conf/trainer that dctnet reads itself; every other key is an argument of the node's ``_target_``.
+OWN_TRAINER_KEYS = ("max_steps", "precision", "checkpoint_every", "sample_every", "preview_count", "preview_seed",
+                    "divergence")
+
+
 def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callbacks: list[Any] | None = None) -> pl.Trainer:
+    """``cfg.trainer`` instantiated (Lightning's own keys as they are), with what a GAN stage must fix itself."""
     t = cfg.trainer
     checkpoint = ModelCheckpoint(
         dirpath=stage_dir / "checkpoints",
@@ -147,19 +153,12 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
     loggers = []
     if cfg.logger is not None:
         loggers.append(hydra.utils.instantiate(cfg.logger, save_dir=str(stage_dir)))
-    return pl.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=resolve_precision(str(t.precision), str(t.accelerator)),
-        max_steps=iterations * STEPS_PER_ITERATION,
+    lightning = OmegaConf.masked_copy(t, [key for key in t if key not in OWN_TRAINER_KEYS])
+    return hydra.utils.instantiate(
+        lightning,
+        precision=resolve_precision(str(t.precision), str(t.accelerator)),  # "auto" is ours: bf16 where it helps
+        max_steps=iterations * STEPS_PER_ITERATION,  # Lightning counts optimiser steps, two per iteration
         max_epochs=-1,
-        log_every_n_steps=t.log_every_n_steps,
-        deterministic=t.deterministic,
-        enable_progress_bar=t.enable_progress_bar,
-        fast_dev_run=t.fast_dev_run,
-        gradient_clip_val=t.gradient_clip_val,
         default_root_dir=str(stage_dir),
         callbacks=[KeepPreviousCheckpoint(stage_dir / "checkpoints"), checkpoint, *(extra_callbacks or [])],
         plugins=[AtomicCheckpointIO()],
