@@ -24,15 +24,9 @@ def cartoon_folder(cfg: DictConfig) -> str:
     return str(cfg.ttn.cartoons) if cfg.ttn.cartoons else str(cfg.data.cartoons)
 
 
-def train_ttn(cfg: DictConfig) -> Path:
-    """Train the TTN as configured; returns the path of ``ttn.safetensors``."""
-    prepare_environment()
-    check_known_keys(cfg)
-    ensure_synthetic_data(cfg)
+def build_datamodule(cfg: DictConfig, iterations: int) -> GANDataModule:
+    """Photos, the cartoon domain (``ttn.cartoons`` + ``ttn.extra_cartoons``) and the texture cartoons, with GEM."""
     ttn = cfg.ttn
-    stage_dir = Path(cfg.run_dir) / "ttn"
-    iterations = iterations_for(cfg, ttn.steps)
-    check_optimiser("ttn", ttn.batch_size, ttn.betas)
     cartoons = [cartoon_folder(cfg), *map(str, ttn.extra_cartoons)]
     domains = {"photo": str(cfg.data.photos), "cartoon": cartoons if len(cartoons) > 1 else cartoons[0]}
     if ttn.texture_cartoons:
@@ -44,6 +38,19 @@ def train_ttn(cfg: DictConfig) -> Path:
         max_images=cfg.data.max_images,
     )
     datamodule.setup()
+    return datamodule
+
+
+def train_ttn(cfg: DictConfig) -> Path:
+    """Train the TTN as configured; returns the path of ``ttn.safetensors``."""
+    prepare_environment()
+    check_known_keys(cfg)
+    ensure_synthetic_data(cfg)
+    ttn = cfg.ttn
+    stage_dir = Path(cfg.run_dir) / "ttn"
+    iterations = iterations_for(cfg, ttn.steps)
+    check_optimiser("ttn", ttn.batch_size, ttn.betas)
+    datamodule = build_datamodule(cfg, iterations)
     photos = datamodule.dataset.folders["photo"]
     face = ttn.loss.face
     if face.kind == "expression" and face.weight > 0 and not photos.has_attributes:
