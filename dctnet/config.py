@@ -193,6 +193,7 @@ class CCNConfig:
 class UNetConfig:
     """TTN generator; defaults are the official DCT-Net / White-box architecture (≈1.47 M params)."""
 
+    _target_: str = MISSING  # dctnet.models.unet.TTN: the node is built by hydra.utils.instantiate
     base_channels: int = MISSING
     num_residual: int = MISSING
     num_downsamples: int = MISSING

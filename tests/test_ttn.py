@@ -3,6 +3,7 @@ exact resume, and an export written by every run."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, IdentityCo
 from dctnet.data.decode import list_images, read_image, to_tensor, write_image
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.inference.backends import load_ttn
-from dctnet.models.unet import UNetGenerator, pad_to_multiple
+from dctnet.models.unet import TTN, UNetGenerator, pad_to_multiple
 from dctnet.ttn.module import TTNModule
 from dctnet.ttn.train import train_ttn
 
@@ -42,6 +43,20 @@ def test_unet_is_fully_convolutional(size: tuple[int, int]) -> None:
 
 def tiny_unet() -> UNetConfig:
     return config_node("ttn.model", UNetConfig, base_channels=8, num_residual=1, num_downsamples=2)
+
+
+class WiderFilterTTN(TTN):
+    """A user's own TTN class named by ``ttn.model._target_``."""
+
+
+def test_the_ttn_is_built_from_its_config_node_target() -> None:
+    """``ttn.model`` is instantiated: its ``_target_`` names the class, the other keys are its arguments."""
+    built = ttn_module.build_ttn(dataclasses.replace(tiny_unet(), guided_filter_radius=2))
+    assert type(built) is TTN and built.guided_filter_radius == 2 and built.network.base_channels == 8
+    custom = dataclasses.replace(tiny_unet(), _target_=f"{__name__}.WiderFilterTTN")
+    assert type(ttn_module.build_ttn(custom)) is WiderFilterTTN
+    with pytest.raises(TypeError, match="need a dctnet.models.unet.TTN"):
+        ttn_module.build_ttn(dataclasses.replace(tiny_unet(), _target_="builtins.dict"))
 
 
 def tiny_discriminator() -> DiscriminatorConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hydra
 import torch
 import torch.nn.functional as F
 
@@ -32,8 +33,12 @@ FACE_KINDS = ("expression", "identity", "none")
 
 
 def build_ttn(cfg: UNetConfig) -> TTN:
-    return TTN(cfg.base_channels, cfg.num_residual, cfg.num_downsamples, cfg.output_guided_filter,
-               cfg.guided_filter_radius, cfg.guided_filter_eps)
+    """The ``ttn.model`` node instantiated (its ``_target_``, normally ``dctnet.models.unet.TTN``)."""
+    ttn = hydra.utils.instantiate(cfg)
+    if not isinstance(ttn, TTN):
+        raise TypeError(f"ttn.model._target_={cfg._target_} built a {type(ttn).__name__}; training, export and "
+                        "every inference backend need a dctnet.models.unet.TTN (or a subclass)")
+    return ttn
 
 
 def labelled_l1(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
