@@ -184,22 +184,23 @@ def main(argv: list[str]) -> None:
         slug = name.replace(" ", "_")
         out = run_dir / "benchmark" / slug
         subset = name == f"with {attribute}"
+        files = list_images(photos)
         for method, stylizer in stylizers.items():
             if subset:  # the same photos as in "all": reuse those outputs (Toonify's projections cost minutes)
                 shutil.rmtree(out / method, ignore_errors=True)
                 (out / method).mkdir(parents=True)
-                for photo in list_images(photos):
+                for photo in files:
                     shutil.copy2(run_dir / "benchmark" / "all" / method / photo.name, out / method / photo.name)
             else:
                 stylize_folder(stylizer, photos, out / method, overwrite=True)
             write_provenance(out / method, models[method], trained_on=made_how[method])
         toonify = stylizers["toonify"].backend
         if name == "all":
-            names = [photo.name for photo in list_images(photos)]
+            names = [photo.name for photo in files]
             if len(names) != len(toonify.errors):
                 raise RuntimeError(f"Toonify projected {len(toonify.errors)} of the {len(names)} test photos")
             errors = dict(zip(names, toonify.errors))
-        chosen = [errors[photo.name] for photo in list_images(photos)] if subset else toonify.errors
+        chosen = [errors[photo.name] for photo in files] if subset else toonify.errors
         projection[name], toonify.errors = float(np.mean(chosen)), []
         methods = [f"++evaluate.methods.{m}={out / m}" for m in stylizers]  # ++: add keys the experiment lacks
         report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
