@@ -35,6 +35,7 @@ from dctnet.config import (  # noqa: E402
     FacePerceptionConfig,
     GemConfig,
     StyleGANConfig,
+    TTNConfig,
     TTNLossConfig,
     UNetConfig,
     config_node,
@@ -138,7 +139,7 @@ def main() -> None:
     ttn_batch = {"photo": torch.rand(n, 3, s, s) * 2 - 1, "cartoon": torch.rand(n, 3, s, s) * 2 - 1}
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
     unet, discriminator = config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig)
-    ttn_args = (unet, discriminator, loss, 2e-4, 2e-4, (0.5, 0.99), n, 10.0)
+    ttn_args = (unet, discriminator, loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, n, 10.0)
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(0)
         t_bare = bare(_BareTTN(*ttn_args, out, 0), ttn_batch, args.iterations, warmup, start=0)

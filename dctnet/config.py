@@ -142,7 +142,8 @@ class CCNStageConfig:
     steps: int = MISSING
     batch_size: int = MISSING
     lr: float = MISSING
-    betas: list[float] = MISSING  # StyleGAN2's Adam (beta1 0)
+    # the D and G optimisers, each built by hydra.utils.instantiate with its params and ``lr`` (conf: Adam, beta1 0)
+    optimizer: dict[str, Any] = MISSING
     r1: float = MISSING
     r1_every: int = MISSING
     path_length: float = MISSING
@@ -206,6 +207,7 @@ class UNetConfig:
 class DiscriminatorConfig:
     """Spectral-norm PatchGAN used for both the surface and the texture representation."""
 
+    _target_: str = MISSING  # built by hydra.utils.instantiate with ``in_channels`` (3 surface/image, 1 texture)
     channels: list[int] = MISSING
 
 
@@ -258,7 +260,7 @@ class TTNConfig:
     batch_size: int = MISSING
     lr_g: float = MISSING
     lr_d: float = MISSING
-    betas: list[float] = MISSING
+    optimizer: dict[str, Any] = MISSING  # built by hydra.utils.instantiate for G (lr_g) and the discriminators (lr_d)
     ema_half_life_kimg: float = MISSING
     ema_rampup: Optional[float] = MISSING
     warmup_steps: int = MISSING
@@ -277,7 +279,7 @@ class CycleGANConfig:
     steps: int = MISSING
     batch_size: int = MISSING
     lr: float = MISSING
-    betas: list[float] = MISSING
+    optimizer: dict[str, Any] = MISSING  # built by hydra.utils.instantiate for the Gs and the Ds, each with ``lr``
     decay_from: float = MISSING  # fraction of the run after which the lr decays linearly to 0
     ngf: int = MISSING
     ndf: int = MISSING

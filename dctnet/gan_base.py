@@ -47,6 +47,19 @@ def requires_grad(module: nn.Module, flag: bool) -> None:
         parameter.requires_grad_(flag)
 
 
+def build_optimizer(node: Any, params: Any, lr: float) -> torch.optim.Optimizer:
+    """``hydra.utils.instantiate(node)`` with the parameters and the learning rate: any ``torch.optim`` class
+    (``_target_``) and its options (betas, weight decay, ...) from the config; plain lists, so that checkpoints
+    hold no OmegaConf objects (they load with ``weights_only=True``)."""
+    import hydra
+
+    optimizer = hydra.utils.instantiate(node, list(params), lr=lr, _convert_="all")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer _target_={node['_target_']} built a {type(optimizer).__name__}, not a "
+                        "torch.optim.Optimizer (set _target_ to an optimiser class, without _partial_)")
+    return optimizer
+
+
 def make_ema(module: nn.Module) -> nn.Module:
     ema = copy.deepcopy(module).eval()
     requires_grad(ema, False)
@@ -145,12 +158,13 @@ class GANModule(pl.LightningModule):
             for group in optimizer.param_groups:
                 group["lr"] = lr * self.lr_scale
 
-    def adam_pair(self, d_params: Any, lr_d: float, g_params: Any, lr_g: float,
-                  betas: tuple[float, float]) -> list[torch.optim.Optimizer]:
-        """The discriminator and generator Adam optimisers, in that order; remembers their configured lrs."""
+    def optimizer_pair(self, node: Any, d_params: Any, lr_d: float, g_params: Any,
+                       lr_g: float) -> list[torch.optim.Optimizer]:
+        """The discriminator's and the generator's optimisers, in that order, each built by
+        ``hydra.utils.instantiate`` from the config ``node`` (e.g. Adam and its betas) with its params and lr;
+        remembers the configured lrs (warm-ups and rollbacks scale from them)."""
         self.configured_lrs = [lr_d, lr_g]
-        return [torch.optim.Adam(list(d_params), lr=lr_d, betas=betas),
-                torch.optim.Adam(list(g_params), lr=lr_g, betas=betas)]
+        return [build_optimizer(node, params, lr) for params, lr in ((d_params, lr_d), (g_params, lr_g))]
 
     @property
     def world_size(self) -> int:

@@ -81,12 +81,17 @@ def preview_photos(cfg: DictConfig) -> torch.Tensor:
     return torch.stack([to_tensor(folder.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(folder)))])
 
 
-def check_optimiser(prefix: str, batch_size: int, betas: Any | None = None) -> None:
-    """Clear errors for settings that would otherwise fail deep inside a library."""
+def check_optimiser(prefix: str, batch_size: int, optimizer: Any) -> None:
+    """Clear errors for settings that would otherwise fail deep inside a library (the optimiser node's class and,
+    for Adam-like optimisers, its betas)."""
     if int(batch_size) < 1:
         raise ValueError(f"{prefix}.batch_size must be >= 1, got {batch_size}")
+    if not optimizer or "_target_" not in optimizer:
+        raise ValueError(f"{prefix}.optimizer needs a _target_ (a torch.optim class, e.g. torch.optim.Adam)")
+    betas = optimizer.get("betas")
     if betas is not None and (len(betas) != 2 or not all(0 <= float(b) < 1 for b in betas)):
-        raise ValueError(f"{prefix}.betas must be two numbers in [0, 1) (Adam's beta1, beta2), got {list(betas)}")
+        raise ValueError(f"{prefix}.optimizer.betas must be two numbers in [0, 1) (Adam's beta1, beta2), "
+                         f"got {list(betas)}")
 
 
 class KeepPreviousCheckpoint(pl.Callback):

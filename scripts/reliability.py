@@ -276,7 +276,7 @@ def train_with(tmp: Path, *overrides: str):
 
 
 BAD_SETTINGS = {"an appended unknown key (`+ttn.unknwon=1`)": ["+ttn.unknwon=1"],
-                "`ttn.batch_size=0`": ["ttn.batch_size=0"], "`ttn.betas=[0.5]`": ["ttn.betas=[0.5]"]}
+                "`ttn.batch_size=0`": ["ttn.batch_size=0"], "`ttn.optimizer.betas=[0.5]`": ["ttn.optimizer.betas=[0.5]"]}
 for _case, _overrides in BAD_SETTINGS.items():
     probe("configs", _case)(lambda tmp, overrides=_overrides: train_with(tmp, *overrides))
 

@@ -50,6 +50,25 @@ def test_identity_loss_gradient_reaches_the_generator_and_not_the_source() -> No
     assert all(p.grad is None for p in module.identity.parameters())
 
 
+def not_an_optimizer(params: list, lr: float) -> tuple[list, float]:
+    return params, lr
+
+
+def test_stage_optimiser_is_built_from_its_config_node() -> None:
+    """``ccn.<stage>.optimizer`` is instantiated: its class and options, each network with the stage's lr."""
+    stage = config_node("ccn.adapt", CCNStageConfig, lr=0.003,
+                        optimizer={"_target_": "torch.optim.AdamW", "betas": [0.1, 0.9], "weight_decay": 0.5})
+    module = CCNModule(MODEL, stage, "adapt", "unused", 0, source_state=_source_state())
+    optimizers = module.configure_optimizers()
+    assert [type(o) for o in optimizers] == [torch.optim.AdamW, torch.optim.AdamW]
+    for optimizer in optimizers:
+        assert optimizer.defaults["lr"] == 0.003 and optimizer.defaults["weight_decay"] == 0.5
+        assert list(optimizer.defaults["betas"]) == [0.1, 0.9]
+    stage = config_node("ccn.adapt", CCNStageConfig, optimizer={"_target_": f"{__name__}.not_an_optimizer"})
+    with pytest.raises(TypeError, match="not a torch.optim.Optimizer"):
+        CCNModule(MODEL, stage, "adapt", "unused", 0, source_state=_source_state()).configure_optimizers()
+
+
 def _adapt_overrides(root: Path, run_dir: Path) -> list[str]:
     return tiny_overrides(root, run_dir) + [
         "ccn.stages=[adapt]", "ccn.adapt.lr=0.004", "ccn.adapt.ema_half_life_kimg=0.05", "ccn.adapt.path_length=0",

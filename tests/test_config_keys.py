@@ -28,7 +28,8 @@ NOT_HERE = {"ttn.cartoons", "ttn.texture_cartoons", "ttn.extra_cartoons", "ttn.s
             "ttn.loss.vgg_pretrained", "ttn.loss.face.eye_open_ratio", "ttn.loss.face.mouth_open_ratio",
             "ttn.loss.face.landmark_weights",
             "ttn.init_from_d_steps", "ttn.init_from_lr_ramp",  # fine-tuning only: tests/test_ttn.py
-            "ttn.model._target_"}  # the class built: tests/test_ttn.py swaps it
+            # the classes built: tests/test_ttn.py swaps each
+            "ttn.model._target_", "ttn.discriminator._target_", "ttn.optimizer._target_"}
 STRING_CHOICES = {"gan": "hinge", "content_norm": "instance", "vgg_layer": "conv2_2", "recipe": "renamed",
                   "kind": "identity"}
 BASE = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "ttn.ema_rampup=null", "ttn.loss.face.kind=expression", "ttn.loss.image=1.0",

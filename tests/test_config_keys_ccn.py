@@ -39,8 +39,15 @@ SAMPLING_CHANGES = {"min_identity": "1.0", "blend_width": "0.5", "noise_strength
 
 
 def _leaves(node, prefix: str) -> dict:
-    container = OmegaConf.to_container(node, resolve=True)
-    return {f"{prefix}.{k}": v for k, v in container.items() if v is not None}
+    """Every leaf under ``node`` (nested nodes such as the optimiser's flattened), but the classes built
+    (``_target_``: tests/test_ccn.py swaps the optimiser's)."""
+    def walk(value, key):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from walk(v, f"{key}.{k}")
+        elif value is not None and not key.endswith("._target_"):
+            yield key, value
+    return dict(walk(OmegaConf.to_container(node, resolve=True), prefix))
 
 
 def _outputs(stage_dir: Path) -> tuple[dict, list]:

@@ -119,7 +119,7 @@ def test_export_parity_check_fails_on_nan(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("override, message", [
     ("ttn.batch_size=0", "ttn.batch_size must be >= 1"),
     ("trainer.max_steps=-1", "iterations must be >= 0"),
-    ("ttn.betas=[0.5]", "ttn.betas must be two numbers"),
+    ("ttn.optimizer.betas=[0.5]", "ttn.optimizer.betas must be two numbers"),
 ])
 def test_impossible_settings_are_clear_errors(synthetic_root: Path, tmp_path: Path, override: str,
                                               message: str) -> None:

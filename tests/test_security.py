@@ -77,11 +77,11 @@ def _baseline(path: Path) -> None:
 def _init_from(path: Path) -> None:
     from dctnet.ttn.module import TTNModule
     from dctnet.ttn.train import initialise_from
-    from dctnet.config import DiscriminatorConfig, TTNLossConfig, UNetConfig, config_node
+    from dctnet.config import DiscriminatorConfig, TTNConfig, TTNLossConfig, UNetConfig, config_node
 
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
     module = TTNModule(config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig),
-                       loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0, "unused", 0, attribute_count=2)
+                       loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, 2, 1.0, "unused", 0, attribute_count=2)
     initialise_from(module, path)
 
 

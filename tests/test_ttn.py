@@ -15,11 +15,12 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 import dctnet.ttn.module as ttn_module
 from dctnet.checkpoints import load_model_file
-from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNLossConfig, UNetConfig,
-                           config_node)
+from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, IdentityConfig, TTNConfig,
+                           TTNLossConfig, UNetConfig, config_node)
 from dctnet.data.decode import list_images, read_image, to_tensor, write_image
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.inference.backends import load_ttn
+from dctnet.models.discriminators import PatchDiscriminator
 from dctnet.models.unet import TTN, UNetGenerator, pad_to_multiple
 from dctnet.ttn.module import TTNModule
 from dctnet.ttn.train import train_ttn
@@ -59,6 +60,25 @@ def test_the_ttn_is_built_from_its_config_node_target() -> None:
         ttn_module.build_ttn(dataclasses.replace(tiny_unet(), _target_="builtins.dict"))
 
 
+class RecordingPatchDiscriminator(PatchDiscriminator):
+    """A user's own discriminator class named by ``ttn.discriminator._target_``."""
+
+
+def test_discriminators_and_optimisers_are_built_from_their_config_nodes() -> None:
+    """``ttn.discriminator`` and ``ttn.optimizer`` are instantiated: their classes and options reach the module."""
+    discriminator = dataclasses.replace(tiny_discriminator(), _target_=f"{__name__}.RecordingPatchDiscriminator")
+    loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0),
+                       image=1.0)
+    optimizer = {"_target_": "torch.optim.RMSprop", "alpha": 0.9}
+    module = TTNModule(tiny_unet(), discriminator, loss, 3e-4, 1e-4, optimizer, 2, 1.0, "unused", 0)
+    surface, texture, image = module.d_surface, module.d_texture, module.d_image
+    assert all(type(d) is RecordingPatchDiscriminator for d in (surface, texture, image))
+    assert [d.net[0].in_channels for d in (surface, texture, image)] == [3, 1, 3]
+    opt_d, opt_g = module.configure_optimizers()
+    assert type(opt_d) is type(opt_g) is torch.optim.RMSprop and opt_d.defaults["alpha"] == 0.9
+    assert (opt_d.defaults["lr"], opt_g.defaults["lr"]) == (1e-4, 3e-4)
+
+
 def tiny_discriminator() -> DiscriminatorConfig:
     return config_node("ttn.discriminator", DiscriminatorConfig, channels=[8, 8, 8])
 
@@ -66,7 +86,7 @@ def tiny_discriminator() -> DiscriminatorConfig:
 def _module(kind: str = "expression") -> TTNModule:
     torch.manual_seed(0)
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig(kind, 1.0))
-    return TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0, "unused", 0,
+    return TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, 2, 1.0, "unused", 0,
                      identity=config_node("identity", IdentityConfig, pretrained=False, input_size=96), attribute_count=2)
 
 
@@ -116,7 +136,7 @@ def test_identity_face_loss_reaches_the_generator() -> None:
 def test_expression_loss_without_labels_is_a_clear_error() -> None:
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
     with pytest.raises(ValueError, match="attributes.csv"):
-        TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, (0.5, 0.99), 2, 1.0, "unused", 0,
+        TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, 2, 1.0, "unused", 0,
                   attribute_count=0)
 
 

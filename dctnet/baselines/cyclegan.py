@@ -85,7 +85,7 @@ class CycleGANModule(GANModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         discriminators = [*self.d_cartoon.parameters(), *self.d_photo.parameters()]
         generators = [*self.generator.parameters(), *self.generator_back.parameters()]
-        return self.adam_pair(discriminators, self.cfg.lr, generators, self.cfg.lr, tuple(self.cfg.betas))
+        return self.optimizer_pair(self.cfg.optimizer, discriminators, self.cfg.lr, generators, self.cfg.lr)
 
     def lr_factor(self, iteration: int) -> float:
         """1 until ``decay_from`` of the run, then linearly down to 0 at its end (the reference 'linear' policy)."""

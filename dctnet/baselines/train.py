@@ -33,7 +33,7 @@ def train_cyclegan(cfg: DictConfig) -> Path:
     recipe: CycleGANConfig = typed(cfg.cyclegan, CycleGANConfig)
     stage_dir = baseline_dir(cfg, "cyclegan")
     iterations = iterations_for(cfg, recipe.steps)
-    check_optimiser("cyclegan", recipe.batch_size, recipe.betas)
+    check_optimiser("cyclegan", recipe.batch_size, recipe.optimizer)
     datamodule = GANDataModule({"photo": str(cfg.data.photos), "cartoon": str(cfg.data.cartoons)}, size=cfg.data.size,
                                batch_size=recipe.batch_size, seed=cfg.seed, total_iterations=iterations,
                                gem=typed(cfg.data.gem, GemConfig), num_workers=cfg.data.num_workers,

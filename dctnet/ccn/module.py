@@ -4,7 +4,7 @@ Per iteration: one discriminator update (non-saturating loss, lazy R1 folded int
 ``r1_every`` iterations, DiffAugment on both real and fake when configured) and one generator update
 (non-saturating loss, style mixing, lazy path-length regularisation, and in ``adapt`` mode a
 differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise). The generator EMA
-is what sampling and export use.
+is what sampling and export use. Both optimisers are instantiated from the stage's ``optimizer`` node.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ class CCNModule(GANModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         trainable = [p for n, p in self.generator.named_parameters() if n not in self.frozen]
-        return self.adam_pair(self.discriminator.parameters(), self.stage.lr, trainable, self.stage.lr,
-                              tuple(self.stage.betas))
+        return self.optimizer_pair(self.stage.optimizer, self.discriminator.parameters(), self.stage.lr, trainable,
+                                   self.stage.lr)
 
     def train(self, mode: bool = True) -> "CCNModule":
         super().train(mode)

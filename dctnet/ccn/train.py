@@ -35,7 +35,7 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
     model: StyleGANConfig = typed(cfg.ccn.model, StyleGANConfig)
     stage_dir = ccn_dir / mode
     iterations = iterations_for(cfg, stage_cfg.steps)
-    check_optimiser(f"ccn.{mode}", stage_cfg.batch_size, stage_cfg.betas)
+    check_optimiser(f"ccn.{mode}", stage_cfg.batch_size, stage_cfg.optimizer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = CCNModule(model, stage_cfg, mode, str(stage_dir), int(cfg.trainer.sample_every),
                        identity=typed(cfg.identity, IdentityConfig), source_state=source_state,

@@ -11,7 +11,7 @@ from torch.nn.utils import spectral_norm
 class PatchDiscriminator(nn.Module):
     """Image (``in_channels``) -> map of real/fake scores, one per receptive-field patch."""
 
-    def __init__(self, in_channels: int, channels: list[int] | tuple[int, ...] = (32, 64, 128)) -> None:
+    def __init__(self, in_channels: int, channels: list[int] | tuple[int, ...]) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_channels

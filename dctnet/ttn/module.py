@@ -12,6 +12,7 @@ The output is guided-filtered with the input as guide before every loss (officia
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -24,7 +25,7 @@ from dctnet.losses.content import CONTENT_NORMS, content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
 from dctnet.losses.representations import random_grey_weights, surface, texture
 from dctnet.losses.superpixel import superpixel_mean
-from dctnet.models.discriminators import AttributeRegressor, PatchDiscriminator
+from dctnet.models.discriminators import AttributeRegressor
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
 from dctnet.models.unet import TTN
 from dctnet.models.vgg import VGGFeatures
@@ -39,6 +40,12 @@ def build_ttn(cfg: UNetConfig) -> TTN:
         raise TypeError(f"ttn.model._target_={cfg._target_} built a {type(ttn).__name__}; training, export and "
                         "every inference backend need a dctnet.models.unet.TTN (or a subclass)")
     return ttn
+
+
+def build_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> torch.nn.Module:
+    """The ``ttn.discriminator`` node instantiated (its ``_target_``, normally the spectral-norm PatchGAN) for
+    images of ``in_channels`` channels."""
+    return hydra.utils.instantiate(cfg, in_channels=in_channels, _convert_="all")
 
 
 def labelled_l1(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -57,7 +64,7 @@ class TTNModule(GANModule):
         loss: TTNLossConfig,
         lr_g: float,
         lr_d: float,
-        betas: tuple[float, float],
+        optimizer: dict[str, Any],
         batch_size: int,
         ema_half_life_kimg: float,
         out_dir: str,
@@ -75,14 +82,14 @@ class TTNModule(GANModule):
         if loss.face.kind not in FACE_KINDS:
             raise ValueError(f"ttn.loss.face.kind must be one of {FACE_KINDS}, got {loss.face.kind!r}")
         self.model_cfg, self.loss_cfg = model, loss
-        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        self.lr_g, self.lr_d, self.optimizer_node = lr_g, lr_d, optimizer
         self.generator = build_ttn(model)
         self.generator_ema = make_ema(self.generator)
-        self.d_surface = PatchDiscriminator(3, discriminator.channels)
-        self.d_texture = PatchDiscriminator(1, discriminator.channels)
+        self.d_surface = build_discriminator(discriminator, 3)
+        self.d_texture = build_discriminator(discriminator, 1)
         # The paper's style discriminator on the image itself: sees colour, noise and sharpness together,
         # which the blurred surface and the grey texture representations each hide. Off (0) in the official recipe.
-        self.d_image = PatchDiscriminator(3, discriminator.channels) if loss.image > 0 else None
+        self.d_image = build_discriminator(discriminator, 3) if loss.image > 0 else None
         self.d_loss_fn, self.g_loss_fn = adversarial_losses(loss.gan)
         self.vgg = VGGFeatures(loss.vgg_layer, loss.vgg_pretrained, loss.vgg_weights) if loss.content > 0 else None
         self.regressor: AttributeRegressor | None = None
@@ -106,7 +113,7 @@ class TTNModule(GANModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         d_params = [p for net in self._discriminators() for p in net.parameters()]
-        return self.adam_pair(d_params, self.lr_d, self.generator.parameters(), self.lr_g, self.betas)
+        return self.optimizer_pair(self.optimizer_node, d_params, self.lr_d, self.generator.parameters(), self.lr_g)
 
     def stylize(self, photo: torch.Tensor, ema: bool = False) -> torch.Tensor:
         return (self.generator_ema if ema else self.generator)(photo, clamp=False)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dctnet.config import (DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig,
                             check_known_keys, typed)
@@ -49,7 +49,7 @@ def train_ttn(cfg: DictConfig) -> Path:
     ttn = cfg.ttn
     stage_dir = Path(cfg.run_dir) / "ttn"
     iterations = iterations_for(cfg, ttn.steps)
-    check_optimiser("ttn", ttn.batch_size, ttn.betas)
+    check_optimiser("ttn", ttn.batch_size, ttn.optimizer)
     datamodule = build_datamodule(cfg, iterations)
     photos = datamodule.dataset.folders["photo"]
     face = ttn.loss.face
@@ -59,7 +59,8 @@ def train_ttn(cfg: DictConfig) -> Path:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = TTNModule(
         model=typed(ttn.model, UNetConfig), discriminator=typed(ttn.discriminator, DiscriminatorConfig),
-        loss=typed(ttn.loss, TTNLossConfig), lr_g=ttn.lr_g, lr_d=ttn.lr_d, betas=tuple(ttn.betas), batch_size=ttn.batch_size,
+        loss=typed(ttn.loss, TTNLossConfig), lr_g=ttn.lr_g, lr_d=ttn.lr_d,
+        optimizer=OmegaConf.to_container(ttn.optimizer, resolve=True), batch_size=ttn.batch_size,
         ema_half_life_kimg=ttn.ema_half_life_kimg, out_dir=str(stage_dir), sample_every=int(cfg.trainer.sample_every),
         identity=typed(cfg.identity, IdentityConfig), attribute_count=len(photos.attribute_names) if photos.has_attributes else 0,
         sample_photos=sample_photos, ema_rampup=ttn.ema_rampup,
