@@ -23,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dctnet.atomic import replace_atomically, write_text_atomic
+from dctnet.config import GemConfig, typed
+from dctnet.data.datamodule import GANDataModule
 from dctnet.data.synthetic import ensure_dataset
 from dctnet.gan_base import STEPS_PER_ITERATION, TrainingDiverged
 from dctnet.precision import resolve_precision
@@ -79,6 +81,16 @@ def preview_photos(cfg: DictConfig) -> torch.Tensor:
     source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
     folder = ImageFolder(source, cfg.data.size, cfg.data.max_pixels)
     return torch.stack([to_tensor(folder.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(folder)))])
+
+
+def gan_datamodule(cfg: DictConfig, domains: dict[str, str | list[str]], batch_size: int, seed: int,
+                   iterations: int, size: int | None = None, gem: bool = True) -> GANDataModule:
+    """The data module of any GAN stage over ``domains``, with the run's loading keys (``data.*``), read here once
+    for every stage. ``size``: the stage's resolution (default ``data.size``); ``gem``: geometric expansion."""
+    data = cfg.data
+    return GANDataModule(domains, size=size or data.size, batch_size=batch_size, seed=seed, total_iterations=iterations,
+                         gem=typed(data.gem, GemConfig) if gem else None, num_workers=data.num_workers,
+                         max_pixels=data.max_pixels, cache=data.cache, max_images=data.max_images)
 
 
 def check_optimiser(prefix: str, batch_size: int, optimizer: Any) -> None:

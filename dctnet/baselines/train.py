@@ -12,12 +12,11 @@ from omegaconf import DictConfig
 from dctnet.baselines.cyclegan import CycleGANModule
 from dctnet.baselines.toonify import export_toonify, load_toonify
 from dctnet.checkpoints import load_model_file
-from dctnet.config import CycleGANConfig, GemConfig, StyleGANConfig, ToonifyConfig, check_known_keys, typed
-from dctnet.data.datamodule import GANDataModule
+from dctnet.config import CycleGANConfig, StyleGANConfig, ToonifyConfig, check_known_keys, typed
 from dctnet.inference.stylize import Stylizer, stylize_folder
 from dctnet.metrics.provenance import write_provenance
-from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment,
-                             preview_photos)
+from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, gan_datamodule, iterations_for,
+                             prepare_environment, preview_photos)
 
 log = logging.getLogger(__name__)
 BASELINES = ("cyclegan", "toonify")
@@ -34,10 +33,8 @@ def train_cyclegan(cfg: DictConfig) -> Path:
     stage_dir = baseline_dir(cfg, "cyclegan")
     iterations = iterations_for(cfg, recipe.steps)
     check_optimiser("cyclegan", recipe.batch_size, recipe.optimizer)
-    datamodule = GANDataModule({"photo": str(cfg.data.photos), "cartoon": str(cfg.data.cartoons)}, size=cfg.data.size,
-                               batch_size=recipe.batch_size, seed=cfg.seed, total_iterations=iterations,
-                               gem=typed(cfg.data.gem, GemConfig), num_workers=cfg.data.num_workers,
-                               max_pixels=cfg.data.max_pixels, cache=cfg.data.cache, max_images=cfg.data.max_images)
+    datamodule = gan_datamodule(cfg, {"photo": str(cfg.data.photos), "cartoon": str(cfg.data.cartoons)},
+                                recipe.batch_size, cfg.seed, iterations)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
     module = CycleGANModule(recipe, cfg.data.size, iterations, str(stage_dir), int(cfg.trainer.sample_every),
                             sample_photos=preview_photos(cfg))

@@ -26,6 +26,13 @@ from dctnet.precision import full_precision
 
 
 def build_generator(model: StyleGANConfig) -> Generator:
+    """rosinality's StyleGAN2 generator of the ``ccn.model`` shape.
+
+    Unlike the TTN, its discriminators and the optimisers, the class is not a config ``_target_``: G_src
+    checkpoints (rosinality's, FFHQ) must load by that project's parameter names, and exports record the shape
+    only, which is what Toonify files and cached G_src are rebuilt from; instantiating a class named in a file's
+    header would let a checkpoint run code.
+    """
     return Generator(model.size, model.style_dim, model.n_mlp, model.channel_multiplier, lr_mlp=model.lr_mlp,
                      channel_max=model.channel_max)
 

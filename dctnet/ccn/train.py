@@ -19,11 +19,11 @@ from dctnet.ccn.sampling import sample_calibrated
 from dctnet.atomic import temporary_beside
 from dctnet.ccn.source import load_source
 from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, check_known_keys, typed
-from dctnet.data.datamodule import GANDataModule
 from dctnet.data.decode import list_images
 from dctnet.models.face import build_identity_network
 from dctnet.precision import resolve_precision
-from dctnet.training import check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment
+from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, gan_datamodule, iterations_for,
+                             prepare_environment)
 
 log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
@@ -41,10 +41,8 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
                        identity=typed(cfg.identity, IdentityConfig), source_state=source_state,
                        preview=(int(cfg.trainer.preview_count), int(cfg.trainer.preview_seed)))
     folder = cfg.data.photos if mode == "pretrain" else cfg.data.cartoons
-    datamodule = GANDataModule({"image": folder}, size=model.size, batch_size=stage_cfg.batch_size,
-                               seed=cfg.seed + (0 if mode == "pretrain" else 1), total_iterations=iterations,
-                               gem=None, num_workers=cfg.data.num_workers, max_pixels=cfg.data.max_pixels,
-                               cache=cfg.data.cache, max_images=cfg.data.max_images)
+    datamodule = gan_datamodule(cfg, {"image": folder}, stage_cfg.batch_size, cfg.seed + (0 if mode == "pretrain" else 1),
+                                iterations, size=model.size, gem=False)
     fit_stage(cfg, module, datamodule, stage_dir, iterations)
     return stage_dir / "ccn.safetensors"
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from dctnet.config import (DiscriminatorConfig, GemConfig, IdentityConfig, TTNLossConfig, UNetConfig,
-                            check_known_keys, typed)
+from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig, check_known_keys, typed
 from dctnet.data.datamodule import GANDataModule
 from dctnet.data.folders import ImageFolder
-from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, iterations_for, prepare_environment,
-                             preview_photos)
+from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, gan_datamodule, iterations_for,
+                             prepare_environment, preview_photos)
 from dctnet.ttn.module import TTNModule
 
 log = logging.getLogger(__name__)
@@ -31,12 +30,7 @@ def build_datamodule(cfg: DictConfig, iterations: int) -> GANDataModule:
     domains = {"photo": str(cfg.data.photos), "cartoon": cartoons if len(cartoons) > 1 else cartoons[0]}
     if ttn.texture_cartoons:
         domains["texture_cartoon"] = str(ttn.texture_cartoons)
-    datamodule = GANDataModule(
-        domains, size=cfg.data.size,
-        batch_size=ttn.batch_size, seed=cfg.seed, total_iterations=iterations, gem=typed(cfg.data.gem, GemConfig),
-        num_workers=cfg.data.num_workers, max_pixels=cfg.data.max_pixels, cache=cfg.data.cache,
-        max_images=cfg.data.max_images,
-    )
+    datamodule = gan_datamodule(cfg, domains, ttn.batch_size, cfg.seed, iterations)
     datamodule.setup()
     return datamodule
 
