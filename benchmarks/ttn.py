@@ -35,7 +35,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
     unet, discriminator = config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig)
-    module = _Bare(unet, discriminator, loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, args.train_batch, 10.0, "unused", 0).to(device)
+    optimizer = config_node("ttn", TTNConfig).optimizer
+    module = _Bare(unet, discriminator, loss, 2e-4, 2e-4, optimizer, args.train_batch, 10.0, "unused", 0).to(device)
     module.setup_bare(iteration=10**6)  # past the warm-up
     n, s = args.train_batch, args.train_size
     batch = {"photo": torch.rand(n, 3, s, s, device=device) * 2 - 1, "cartoon": torch.rand(n, 3, s, s, device=device) * 2 - 1}

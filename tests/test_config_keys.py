@@ -58,16 +58,20 @@ def _changed(key: str, value):
     raise TypeError(f"{key}: no rule to change {value!r}")
 
 
+def leaves(node, prefix: str) -> dict:
+    """``{dotted key: value}`` of every non-null leaf under the config ``node`` (nested nodes flattened)."""
+    def walk(value, key):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from walk(v, f"{key}.{k}")
+        elif value is not None:
+            yield key, value
+    return dict(walk(OmegaConf.to_container(node, resolve=True), prefix))
+
+
 def _ttn_leaves(synthetic_root: Path, tmp_path: Path) -> dict:
     cfg = make_config("ttn", tiny_overrides(synthetic_root, tmp_path) + BASE)
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                yield from walk(value, f"{prefix}.{key}")
-        else:
-            yield prefix, node
-    return {k: v for k, v in walk(OmegaConf.to_container(cfg.ttn, resolve=True), "ttn")
-            if k not in NOT_HERE and v is not None}
+    return {k: v for k, v in leaves(cfg.ttn, "ttn").items() if k not in NOT_HERE}
 
 
 def _run(synthetic_root: Path, run_dir: Path, extra: list[str]) -> tuple[dict, dict, list]:

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_config, tiny_overrides
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
-from test_config_keys import _changed
+from test_config_keys import _changed, leaves
 
 from dctnet.ccn.train import train_ccn
 from dctnet.data.decode import read_image
@@ -39,15 +38,9 @@ SAMPLING_CHANGES = {"min_identity": "1.0", "blend_width": "0.5", "noise_strength
 
 
 def _leaves(node, prefix: str) -> dict:
-    """Every leaf under ``node`` (nested nodes such as the optimiser's flattened), but the classes built
-    (``_target_``: tests/test_ccn.py swaps the optimiser's)."""
-    def walk(value, key):
-        if isinstance(value, dict):
-            for k, v in value.items():
-                yield from walk(v, f"{key}.{k}")
-        elif value is not None and not key.endswith("._target_"):
-            yield key, value
-    return dict(walk(OmegaConf.to_container(node, resolve=True), prefix))
+    """Every leaf under ``node`` (the optimiser's nested keys too), but the classes built (``_target_``:
+    tests/test_ccn.py swaps the optimiser's)."""
+    return {k: v for k, v in leaves(node, prefix).items() if not k.endswith("._target_")}
 
 
 def _outputs(stage_dir: Path) -> tuple[dict, list]:

@@ -80,8 +80,9 @@ def _init_from(path: Path) -> None:
     from dctnet.config import DiscriminatorConfig, TTNConfig, TTNLossConfig, UNetConfig, config_node
 
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
+    optimizer = config_node("ttn", TTNConfig).optimizer
     module = TTNModule(config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig),
-                       loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, 2, 1.0, "unused", 0, attribute_count=2)
+                       loss, 2e-4, 2e-4, optimizer, 2, 1.0, "unused", 0, attribute_count=2)
     initialise_from(module, path)
 
 

@@ -79,6 +79,10 @@ def test_discriminators_and_optimisers_are_built_from_their_config_nodes() -> No
     assert (opt_d.defaults["lr"], opt_g.defaults["lr"]) == (1e-4, 3e-4)
 
 
+def ttn_optimizer() -> dict:
+    return config_node("ttn", TTNConfig).optimizer
+
+
 def tiny_discriminator() -> DiscriminatorConfig:
     return config_node("ttn.discriminator", DiscriminatorConfig, channels=[8, 8, 8])
 
@@ -86,7 +90,7 @@ def tiny_discriminator() -> DiscriminatorConfig:
 def _module(kind: str = "expression") -> TTNModule:
     torch.manual_seed(0)
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig(kind, 1.0))
-    return TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, 2, 1.0, "unused", 0,
+    return TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, ttn_optimizer(), 2, 1.0, "unused", 0,
                      identity=config_node("identity", IdentityConfig, pretrained=False, input_size=96), attribute_count=2)
 
 
@@ -136,7 +140,7 @@ def test_identity_face_loss_reaches_the_generator() -> None:
 def test_expression_loss_without_labels_is_a_clear_error() -> None:
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
     with pytest.raises(ValueError, match="attributes.csv"):
-        TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, 2, 1.0, "unused", 0,
+        TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, ttn_optimizer(), 2, 1.0, "unused", 0,
                   attribute_count=0)
 
 

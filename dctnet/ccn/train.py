@@ -41,8 +41,9 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
                        identity=typed(cfg.identity, IdentityConfig), source_state=source_state,
                        preview=(int(cfg.trainer.preview_count), int(cfg.trainer.preview_seed)))
     folder = cfg.data.photos if mode == "pretrain" else cfg.data.cartoons
-    datamodule = gan_datamodule(cfg, {"image": folder}, stage_cfg.batch_size, cfg.seed + (0 if mode == "pretrain" else 1),
-                                iterations, size=model.size, gem=False)
+    seed = cfg.seed + (0 if mode == "pretrain" else 1)
+    datamodule = gan_datamodule(cfg, {"image": folder}, stage_cfg.batch_size, seed, iterations, size=model.size,
+                                gem=False)
     fit_stage(cfg, module, datamodule, stage_dir, iterations)
     return stage_dir / "ccn.safetensors"
 
