@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from dctnet.config import GemConfig, config_node  # noqa: E402
-from dctnet.data.datamodule import GANDataModule  # noqa: E402
+from dctnet.data.datamodule import GANDataModule, loader_options  # noqa: E402
 from dctnet.data.synthetic import generate_dataset  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main() -> None:
             for cache in (False, True):
                 dm = GANDataModule({"photo": str(root / "photos"), "cartoon": str(root / "cartoons")}, args.size, 8,
                                    seed=0, total_iterations=10**9, gem=config_node("data.gem", GemConfig),
-                                   num_workers=workers, cache=cache)
+                                   **loader_options(num_workers=workers, cache=cache))
                 loader = iter(dm.train_dataloader())
                 next(loader)
                 start, images = time.perf_counter(), 0

@@ -105,13 +105,13 @@ class _BareCCN(BareLoopMixin, CCNModule):
 
 def data_rate(size: int, workers: int, images: int = 256) -> float:
     """Decoded + GEM-augmented images/s of the training data module (both domains count)."""
-    from dctnet.data.datamodule import GANDataModule
+    from dctnet.data.datamodule import GANDataModule, loader_options
     from dctnet.data.synthetic import generate_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = generate_dataset(tmp, size=size, photos=64, cartoons=64, test=0)
         dm = GANDataModule({"photo": str(root / "photos"), "cartoon": str(root / "cartoons")}, size, 8, seed=0,
-                           total_iterations=10**9, gem=config_node("data.gem", GemConfig), num_workers=workers)
+                           total_iterations=10**9, gem=config_node("data.gem", GemConfig), **loader_options(num_workers=workers))
         loader = iter(dm.train_dataloader())
         next(loader)
         start, seen = time.perf_counter(), 0

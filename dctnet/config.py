@@ -53,6 +53,18 @@ class GemConfig:
 
 
 @dataclass
+class LoaderConfig:
+    """The data module every stage builds with ``hydra.utils.instantiate`` (``dctnet.training.gan_datamodule`` adds
+    the stage's domains, size, batch size, seed, length and GEM). Typed here so a misspelt key is refused."""
+
+    _target_: str = MISSING  # dctnet.data.datamodule.GANDataModule or a subclass
+    num_workers: int = MISSING
+    max_pixels: int = MISSING  # larger images are refused as decompression bombs
+    cache: bool = MISSING  # keep decoded, resized images in memory (small style sets)
+    max_images: Optional[int] = MISSING  # use only the first N images of each folder (few-shot studies)
+
+
+@dataclass
 class DataConfig:
     """Image folders and loading. ``photos``/``cartoons`` are the two unpaired training domains."""
 
@@ -62,10 +74,7 @@ class DataConfig:
     test_photos: str = MISSING
     test_cartoons: str = MISSING
     size: int = MISSING
-    num_workers: int = MISSING
-    max_pixels: int = MISSING
-    cache: bool = MISSING  # keep decoded, resized images in memory (small style sets)
-    max_images: Optional[int] = MISSING  # use only the first N images of each folder (few-shot studies)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     gem: GemConfig = field(default_factory=GemConfig)
 
@@ -256,11 +265,13 @@ class TTNConfig:
     # More cartoon folders merged into the training domain, e.g. [${data.cartoons}] beside calibrated samples
     # that stage 1 could only draw crudely (the CPU demo): exemplars anchor the style, samples add content.
     extra_cartoons: list[str] = MISSING
+    extra_cartoons_share: Optional[float] = MISSING  # share of cartoon draws from extra_cartoons; null = by count
     steps: int = MISSING
     batch_size: int = MISSING
     lr_g: float = MISSING
     lr_d: float = MISSING
     optimizer: dict[str, Any] = MISSING  # built by hydra.utils.instantiate for G (lr_g) and the discriminators (lr_d)
+    lr_decay_from: Optional[float] = MISSING  # fraction of the run after which both lrs decay linearly to 0
     ema_half_life_kimg: float = MISSING
     ema_rampup: Optional[float] = MISSING
     warmup_steps: int = MISSING

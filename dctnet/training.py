@@ -79,18 +79,25 @@ def preview_photos(cfg: DictConfig) -> torch.Tensor:
     from dctnet.data.folders import ImageFolder
 
     source = cfg.data.test_photos if Path(cfg.data.test_photos).is_dir() else cfg.data.photos
-    folder = ImageFolder(source, cfg.data.size, cfg.data.max_pixels)
+    folder = ImageFolder(source, cfg.data.size, cfg.data.loader.max_pixels)
     return torch.stack([to_tensor(folder.load(i)) for i in range(min(int(cfg.trainer.preview_count), len(folder)))])
 
 
 def gan_datamodule(cfg: DictConfig, domains: dict[str, str | list[str]], batch_size: int, seed: int,
                    iterations: int, size: int | None = None, gem: bool = True) -> GANDataModule:
-    """The data module of any GAN stage over ``domains``, with the run's loading keys (``data.*``), read here once
-    for every stage. ``size``: the stage's resolution (default ``data.size``); ``gem``: geometric expansion."""
+    """The data module of any GAN stage over ``domains``: ``hydra.utils.instantiate(data.loader)`` (its class and
+    loading keys) with the stage's own arguments. ``size``: the stage's resolution (default ``data.size``);
+    ``gem``: geometric expansion (``data.gem``)."""
+    import hydra
+
     data = cfg.data
-    return GANDataModule(domains, size=size or data.size, batch_size=batch_size, seed=seed, total_iterations=iterations,
-                         gem=typed(data.gem, GemConfig) if gem else None, num_workers=data.num_workers,
-                         max_pixels=data.max_pixels, cache=data.cache, max_images=data.max_images)
+    build = hydra.utils.instantiate(data.loader, _partial_=True, _convert_="all")
+    datamodule = build(domains, size=size or data.size, batch_size=batch_size, seed=seed, total_iterations=iterations,
+                       gem=typed(data.gem, GemConfig) if gem else None)
+    if not isinstance(datamodule, GANDataModule):
+        raise TypeError(f"data.loader._target_={data.loader._target_} built a {type(datamodule).__name__}, not a "
+                        "dctnet.data.datamodule.GANDataModule (or a subclass)")
+    return datamodule
 
 
 def check_optimiser(prefix: str, batch_size: int, optimizer: Any) -> None:
@@ -189,7 +196,7 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, iterations: int, extra_callb
 # Keys a re-run may change without changing the recipe: run length, logging and where it runs.
 RERUN_FREE_KEYS = ("resume", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.sample_every",
                    "trainer.checkpoint_every", "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
-                   "trainer.num_nodes", "trainer.strategy", "trainer.divergence", "logger", "data.num_workers",
+                   "trainer.num_nodes", "trainer.strategy", "trainer.divergence", "logger", "data.loader.num_workers",
                    "trainer.preview_count", "trainer.preview_seed", "ttn.steps", "ccn.pretrain.steps",
                    "ccn.adapt.steps", "cyclegan.steps", "evaluate", "baseline", "toonify")
 

@@ -14,20 +14,22 @@ import torch
 from conftest import make_config, tiny_overrides
 from omegaconf import OmegaConf
 
+from dctnet.data.datamodule import GANDataModule
 from dctnet.training import ensure_synthetic_data, preview_photos
 from dctnet.ttn.train import build_datamodule
 
 # data.test_cartoons is read by evaluation only (evaluate.paired_targets interpolates it; every evaluate key is
-# checked by tests/test_config_keys_evaluate.py).
-NOT_HERE = {"data.test_cartoons"}
+# checked by tests/test_config_keys_evaluate.py). The data module's class is checked by
+# test_the_data_module_class_comes_from_its_node.
+NOT_HERE = {"data.test_cartoons", "data.loader._target_"}
 BASE = ["data.synthetic.generate=true", "data.synthetic.photos=6", "data.synthetic.cartoons=6", "data.synthetic.test=2",
-        "data.max_images=null", "data.gem.zoom_p=0.5", "trainer.preview_count=4"]
+        "data.loader.max_images=null", "data.gem.zoom_p=0.5", "trainer.preview_count=4"]
 CHANGES = {"data.photos": "${data.root}/test_photos", "data.cartoons": "${data.root}/test_cartoons",
-           "data.test_photos": "${data.root}/photos", "data.max_images": "3", "data.synthetic.generate": "false",
+           "data.test_photos": "${data.root}/photos", "data.loader.max_images": "3", "data.synthetic.generate": "false",
            "data.synthetic.exemplars_without": "[glasses]", "data.gem.fill": "0", "data.gem.border": "replicate",
            "data.gem.shrink_max": "0.9"}
 CONTEXT = {"data.gem.fill": ["data.gem.border=constant"]}
-READING_ONLY = {"data.num_workers", "data.cache"}  # how images are read, never which ones
+READING_ONLY = {"data.loader.num_workers", "data.loader.cache"}  # how images are read, never which ones
 
 
 def _leaves(node, prefix: str) -> dict:
@@ -110,3 +112,28 @@ def _relocated(built: dict, root: Path, base_root: Path) -> dict:
     folders = {name: (move(r), [move(f) for f in files], pixels, cache)
                for name, (r, files, pixels, cache) in built["folders"].items()}
     return {**built, "folders": folders}
+
+
+class _CountingDataModule(GANDataModule):
+    """A user's data module: the stock one that counts its set-ups."""
+
+    setups = 0
+
+    def setup(self, stage: str | None = None) -> None:
+        type(self).setups += 1
+        super().setup(stage)
+
+
+def test_the_data_module_class_comes_from_its_node(tmp_path: Path) -> None:
+    """``data.loader._target_`` names the class every stage's data module is built from; a class that is not a
+    GANDataModule is refused with the key's name."""
+    target = f"{__name__}._CountingDataModule"
+    cfg = make_config("ttn", tiny_overrides(tmp_path, tmp_path) + BASE + [f"data.loader._target_={target}"])
+    ensure_synthetic_data(cfg)
+    datamodule = build_datamodule(cfg, iterations=3)
+    assert type(datamodule) is _CountingDataModule and datamodule.num_workers == cfg.data.loader.num_workers
+    next(iter(datamodule.train_dataloader()))
+    assert _CountingDataModule.setups > 0  # the subclass's own methods run
+    wrong = make_config("ttn", tiny_overrides(tmp_path, tmp_path) + BASE + ["data.loader._target_=builtins.dict"])
+    with pytest.raises(TypeError, match="data.loader._target_"):
+        build_datamodule(wrong, iterations=3)

@@ -81,7 +81,7 @@ def source_cache_key(cfg: DictConfig) -> str:
     photos = [(p.name, p.stat().st_size) for p in list_images(cfg.data.photos)]
     facts = {"model": OmegaConf.to_container(cfg.ccn.model, resolve=True),
              "pretrain": OmegaConf.to_container(cfg.ccn.pretrain, resolve=True),
-             "max_steps": cfg.trainer.max_steps, "seed": cfg.seed, "max_images": cfg.data.max_images, "photos": photos}
+             "max_steps": cfg.trainer.max_steps, "seed": cfg.seed, "max_images": cfg.data.loader.max_images, "photos": photos}
     precision = resolve_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
     if precision != "32-true":  # other numerics train another G_src (fp32 keys stay as they were)
         facts["precision"] = precision

@@ -8,6 +8,7 @@ loader workers. Each DDP rank draws its own stream, so no DistributedSampler is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dctnet.config import GemConfig
+from dctnet.config import GemConfig, LoaderConfig, config_node
 from dctnet.data.decode import to_tensor, to_uint8  # noqa: F401  (re-exported: the tensor convention)
 from dctnet.data.folders import ImageFolder
 from dctnet.data.gem import apply_gem, build_gem
@@ -72,7 +73,10 @@ class DomainsDataset(Dataset):
 
 
 class GANDataModule(pl.LightningDataModule):
-    """Unpaired domains (``{"photo": dir, "cartoon": dir or [dirs]}``, or one domain) for a GAN module."""
+    """Unpaired domains (``{"photo": dir, "cartoon": dir or [dirs]}``, or one domain) for a GAN module.
+
+    Runs build it from ``data.loader`` (``dctnet.training.gan_datamodule``); the loading keywords have no defaults
+    here so that conf/ holds the only copy (scripts pass ``**loader_options()``)."""
 
     def __init__(
         self,
@@ -82,10 +86,11 @@ class GANDataModule(pl.LightningDataModule):
         seed: int,
         total_iterations: int,
         gem: GemConfig | None = None,
-        num_workers: int = 0,
-        max_pixels: int = 100_000_000,
-        cache: bool = True,
-        max_images: int | None = None,
+        *,
+        num_workers: int,
+        max_pixels: int,
+        cache: bool,
+        max_images: int | None,
     ) -> None:
         super().__init__()
         self.domains, self.size, self.batch_size = domains, size, batch_size
@@ -121,3 +126,11 @@ class GANDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+
+def loader_options(**changes: Any) -> dict[str, Any]:
+    """The loading keywords of conf's ``data.loader`` node (``changes`` replaced), for scripts and tests that build
+    a :class:`GANDataModule` without a run config."""
+    options = dataclasses.asdict(config_node("data.loader", LoaderConfig, **changes))
+    options.pop("_target_")
+    return options

@@ -64,7 +64,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 if width * height > max_pixels:
                     raise ImageDecodeError(
                         f"{path}: {width}x{height} = {width * height} pixels exceeds the limit of "
-                        f"{max_pixels} (raise data.max_pixels if this image is genuine)"
+                        f"{max_pixels} (raise data.loader.max_pixels if this image is genuine)"
                     )
                 if width < 1 or height < 1:
                     raise ImageDecodeError(f"{path}: image has no pixels ({width}x{height})")
