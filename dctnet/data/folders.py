@@ -89,16 +89,17 @@ class ImageFolder:
         if len(self.files) == 1:
             log.warning("%s: a single usable image: every batch repeats it (a GAN will memorise it)", self.root)
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
-        self.attribute_names, self._attributes = read_attributes(self.root)
+        self.set_attributes(*read_attributes(self.root))
 
     @property
     def has_attributes(self) -> bool:
-        """True when every usable image has a row in ``attributes.csv``."""
-        return bool(self.attribute_names) and all(p.name in self._attributes for p in self.files)
+        """True when every usable image has a row in ``attributes.csv`` (found once: it is asked per image)."""
+        return self._has_attributes
 
     def set_attributes(self, names: list[str], table: dict[str, np.ndarray]) -> None:
         """Labels computed elsewhere (expression landmarks) instead of an ``attributes.csv``."""
         self.attribute_names, self._attributes = list(names), dict(table)
+        self._has_attributes = bool(self.attribute_names) and all(p.name in self._attributes for p in self.files)
 
     def attributes(self, index: int) -> np.ndarray:
         """Facial attributes of image ``index`` (same position rule as :meth:`load`)."""
