@@ -118,6 +118,24 @@ class GANModule(pl.LightningModule):
         self.out_dir = str(out_dir)
         self.sample_every = sample_every
         self._pending_rng: dict[str, Any] | None = None
+        self.lr_decay: tuple[float, int] | None = None  # (decay_from, iterations): see lr_factor
+
+    def lr_factor(self, iteration: int) -> float:
+        """The learning-rate multiplier at ``iteration``: 1, or with ``lr_decay = (decay_from, iterations)`` 1 until
+        ``decay_from`` of the run, then linearly down to 0 at its end (CycleGAN's 'linear' policy)."""
+        if self.lr_decay is None:
+            return 1.0
+        decay_from, iterations = self.lr_decay
+        start = int(decay_from * iterations)
+        if iteration < start:
+            return 1.0
+        return max(0.0, 1.0 - (iteration - start) / max(1, iterations - start))
+
+    def scale_learning_rates(self, iteration: int) -> None:
+        """Every optimiser's lr = its configured lr x ``lr_scale`` (rollbacks) x :meth:`lr_factor`."""
+        for optimizer, lr in zip(self.optimizers(), self.configured_lrs):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * self.lr_scale * self.lr_factor(iteration)
 
     @property
     def iteration(self) -> int:

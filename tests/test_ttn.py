@@ -227,14 +227,34 @@ def test_texture_discriminator_can_learn_strokes_from_another_folder(synthetic_r
     assert seen and not any(bool((image == 1).all()) for image in seen)
 
 
+def test_extra_cartoons_share_sets_how_often_the_extra_folders_are_drawn(synthetic_root: Path, tmp_path: Path) -> None:
+    """``ttn.extra_cartoons_share`` repeats the extra folders (e.g. 32 exemplars beside 48 samples) until they make
+    that share of the cartoon domain; null keeps the image counts; a share outside (0, 1) is refused."""
+    from dctnet.ttn.train import build_datamodule
+
+    samples, exemplars = synthetic_root / "photos", synthetic_root / "cartoons"  # 48 and 32 images
+    base = tiny_overrides(synthetic_root, tmp_path) + [f"ttn.cartoons={samples}", f"ttn.extra_cartoons=[{exemplars}]"]
+
+    def exemplar_share(share: str) -> float:
+        files = build_datamodule(make_config("ttn", base + [f"ttn.extra_cartoons_share={share}"]), 1).dataset.folders[
+            "cartoon"].files
+        return sum(path.parent == exemplars for path in files) / len(files)
+
+    assert exemplar_share("null") == pytest.approx(32 / 80)
+    assert exemplar_share("0.5") == pytest.approx(64 / 112)  # 2 x 32 beside 48: the nearest whole repeat
+    assert exemplar_share("0.8") == pytest.approx(192 / 240)  # 6 x 32 beside 48
+    with pytest.raises(ValueError, match="extra_cartoons_share"):
+        exemplar_share("1.0")
+
+
 def test_extra_cartoon_folders_are_merged_into_the_cartoon_domain(synthetic_root: Path, tmp_path: Path) -> None:
     """``ttn.extra_cartoons`` adds folders (e.g. the exemplars beside the calibrated samples) to the domain."""
-    from dctnet.data.datamodule import GANDataModule
+    from dctnet.data.datamodule import GANDataModule, loader_options
 
     calibrated = synthetic_root / "test_cartoons"
     data = GANDataModule({"photo": str(synthetic_root / "photos"),
                           "cartoon": [str(calibrated), str(synthetic_root / "cartoons")]},
-                         size=32, batch_size=4, seed=0, total_iterations=1)
+                         size=32, batch_size=4, seed=0, total_iterations=1, **loader_options())
     data.setup()
     merged = data.dataset.folders["cartoon"]
     assert len(merged) == len(list_images(calibrated)) + len(list_images(synthetic_root / "cartoons"))
@@ -279,6 +299,21 @@ def test_fine_tuning_trains_the_discriminators_alone_first_then_ramps_the_genera
     assert any(not torch.equal(moved[key], trained[key]) for key in trained)
     logs = next((tmp_path / "c" / "ttn" / "logs").rglob("metrics.csv")).read_text()
     assert "g_total" in logs and "reconstruction" not in logs  # adversarial at once: the warm-up is skipped
+
+
+def test_lr_decay_from_lowers_both_learning_rates_linearly_to_the_end_of_the_run(synthetic_root: Path,
+                                                                                 tmp_path: Path) -> None:
+    """``ttn.lr_decay_from=0.5`` over 4 iterations: full lrs for iterations 0-1, then 1 and 1/2 of them; the last
+    checkpoint holds the last lrs, and the weights differ from a constant-lr run's."""
+    common = tiny_overrides(synthetic_root, tmp_path) + ["trainer.max_steps=4", "trainer.checkpoint_every=1",
+                                                         "ttn.lr_g=4e-3", "ttn.lr_d=2e-3"]
+    decayed = load_file(train_ttn(make_config("ttn", common + ["run_dir=" + str(tmp_path / "d"),
+                                                                "ttn.lr_decay_from=0.5"])))
+    checkpoint = torch.load(tmp_path / "d" / "ttn" / "checkpoints" / "last.ckpt", weights_only=True)
+    lrs = [state["param_groups"][0]["lr"] for state in checkpoint["optimizer_states"]]
+    assert lrs == pytest.approx([2e-3 * 0.5, 4e-3 * 0.5])  # discriminators, generator at iteration 3
+    constant = load_file(train_ttn(make_config("ttn", common + ["run_dir=" + str(tmp_path / "c")])))
+    assert any(not torch.equal(decayed[key], constant[key]) for key in constant)
 
 
 def test_box_filter_is_the_window_mean_with_reflected_borders():

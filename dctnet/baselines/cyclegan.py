@@ -70,7 +70,8 @@ class CycleGANModule(GANModule):
     def __init__(self, cfg: CycleGANConfig, image_size: int, iterations: int, out_dir: str, sample_every: int,
                  sample_photos: torch.Tensor | None = None) -> None:
         super().__init__(out_dir, sample_every, cfg.batch_size)
-        self.cfg, self.iterations = cfg, iterations
+        self.cfg = cfg
+        self.lr_decay = (cfg.decay_from, iterations)
         self.generator = build_cyclegan_generator(cfg)
         self.generator_back = build_cyclegan_generator(cfg)
         self.d_cartoon = NLayerDiscriminator(cfg.ndf, cfg.d_layers)
@@ -87,20 +88,11 @@ class CycleGANModule(GANModule):
         generators = [*self.generator.parameters(), *self.generator_back.parameters()]
         return self.optimizer_pair(self.cfg.optimizer, discriminators, self.cfg.lr, generators, self.cfg.lr)
 
-    def lr_factor(self, iteration: int) -> float:
-        """1 until ``decay_from`` of the run, then linearly down to 0 at its end (the reference 'linear' policy)."""
-        start = int(self.cfg.decay_from * self.iterations)
-        if iteration < start:
-            return 1.0
-        return max(0.0, 1.0 - (iteration - start) / max(1, self.iterations - start))
-
     def training_iteration(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         photo, cartoon = batch["photo"], batch["cartoon"]
         cfg, iteration = self.cfg, self.iteration
         opt_d, opt_g = self.optimizers()
-        for optimizer, lr in zip((opt_d, opt_g), self.configured_lrs):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * self.lr_scale * self.lr_factor(iteration)
+        self.scale_learning_rates(iteration)
 
         # generators first, as the reference does (its D step sees this step's fakes through the pool)
         requires_grad(self.d_cartoon, False)

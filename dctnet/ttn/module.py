@@ -75,8 +75,10 @@ class TTNModule(GANModule):
         ema_rampup: float | None = 0.05,
         warmup_steps: int = 0,
         fine_tune: tuple[int, int] | None = None,
+        lr_decay: tuple[float, int] | None = None,
     ) -> None:
         super().__init__(out_dir, sample_every, batch_size)
+        self.lr_decay = lr_decay
         if loss.content_norm not in CONTENT_NORMS:
             raise ValueError(f"ttn.loss.content_norm must be one of {CONTENT_NORMS}, got {loss.content_norm!r}")
         if loss.face.kind not in FACE_KINDS:
@@ -129,6 +131,7 @@ class TTNModule(GANModule):
         iteration = self.iteration
         labels = batch.get("photo_attributes")
         opt_d, opt_g = self.optimizers()
+        self.scale_learning_rates(iteration)
         grey = random_grey_weights(device=photo.device)
         logs: dict[str, torch.Tensor] = {}
 
@@ -173,7 +176,7 @@ class TTNModule(GANModule):
         if self.fine_tune is not None:
             d_steps, ramp = self.fine_tune
             for group in opt_g.param_groups:
-                group["lr"] = self.lr_g * self.lr_scale * min(1.0, (iteration - d_steps + 1) / max(ramp, 1))
+                group["lr"] *= min(1.0, (iteration - d_steps + 1) / max(ramp, 1))
         if iteration < self.warmup_steps and self.fine_tune is None:  # White-box's pretraining: identity first
             total = F.l1_loss(fake, photo)
             logs["reconstruction"] = total.detach()

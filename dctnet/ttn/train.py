@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig, check_known_keys, typed
 from dctnet.data.datamodule import GANDataModule
+from dctnet.data.decode import list_images
 from dctnet.data.folders import ImageFolder
 from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, gan_datamodule, iterations_for,
                              prepare_environment, preview_photos)
@@ -23,10 +24,28 @@ def cartoon_folder(cfg: DictConfig) -> str:
     return str(cfg.ttn.cartoons) if cfg.ttn.cartoons else str(cfg.data.cartoons)
 
 
+def cartoon_domain(cfg: DictConfig) -> list[str]:
+    """The cartoon domain's folders: ``ttn.cartoons`` then ``ttn.extra_cartoons``, the extra folders repeated so
+    that they make about ``ttn.extra_cartoons_share`` of the draws (when set)."""
+    main, extra = cartoon_folder(cfg), [str(folder) for folder in cfg.ttn.extra_cartoons]
+    share = cfg.ttn.extra_cartoons_share
+    if share is None or not extra:
+        return [main, *extra]
+    if not 0 < share < 1:
+        raise ValueError(f"ttn.extra_cartoons_share must be in (0, 1) or null, got {share}")
+    main_count, extra_count = len(list_images(main)), sum(len(list_images(folder)) for folder in extra)
+    if main_count == 0 or extra_count == 0:
+        return [main, *extra]  # the data module names the empty folder
+    repeats = max(1, round(share / (1 - share) * main_count / extra_count))
+    log.info("cartoon domain: %d images from %s, %d x %d from ttn.extra_cartoons (%.0f %% of the draws)", main_count,
+             main, repeats, extra_count, 100 * repeats * extra_count / (main_count + repeats * extra_count))
+    return [main, *extra * repeats]
+
+
 def build_datamodule(cfg: DictConfig, iterations: int) -> GANDataModule:
     """Photos, the cartoon domain (``ttn.cartoons`` + ``ttn.extra_cartoons``) and the texture cartoons, with GEM."""
     ttn = cfg.ttn
-    cartoons = [cartoon_folder(cfg), *map(str, ttn.extra_cartoons)]
+    cartoons = cartoon_domain(cfg)
     domains = {"photo": str(cfg.data.photos), "cartoon": cartoons if len(cartoons) > 1 else cartoons[0]}
     if ttn.texture_cartoons:
         domains["texture_cartoon"] = str(ttn.texture_cartoons)
@@ -60,6 +79,7 @@ def train_ttn(cfg: DictConfig) -> Path:
         sample_photos=sample_photos, ema_rampup=ttn.ema_rampup,
         warmup_steps=ttn.warmup_steps,
         fine_tune=(ttn.init_from_d_steps, ttn.init_from_lr_ramp) if ttn.init_from else None,
+        lr_decay=(ttn.lr_decay_from, iterations) if ttn.lr_decay_from is not None else None,
     )
     if ttn.init_from:
         initialise_from(module, Path(ttn.init_from))
