@@ -156,6 +156,10 @@ def trained_models(run_dir: Path) -> tuple[Path, dict[str, Path]]:
     return run_dir / "ccn" / "calibrated" / "kept", models
 
 
+def _share(share: float | None) -> str:
+    return "by image count" if share is None else f"{100 * share:.0f} %"
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     prepare_environment()
@@ -221,7 +225,8 @@ def main(argv: list[str]) -> None:
               f"exemplars without {list(base.data.synthetic.exemplars_without)}, seed {base.seed}, "
               f"data seed {base.data.synthetic.seed}, shifted-set seed {SHIFT_SEED}",
               f"- recipe: stage 1 pretrain {base.ccn.pretrain.steps} + adapt {base.ccn.adapt.steps} iterations, "
-              f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem), batch {base.ttn.batch_size}; "
+              f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem), batch {base.ttn.batch_size}, "
+              f"exemplars {_share(base.ttn.extra_cartoons_share)} of dctnet's and no_gem's cartoon draws; "
               f"CycleGAN {base.cyclegan.steps} iterations, batch {base.cyclegan.batch_size} (the same images seen); "
               f"Toonify: {base.toonify.latent_space} projection, {base.toonify.steps} steps per photo; "
               f"overrides: {argv or 'none'}",
