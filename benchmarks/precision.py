@@ -57,7 +57,8 @@ def main() -> None:
     reference = load_backend(model, "torch", "cpu")(batch)
     rows = [("fp32 ONNX Runtime (previous default)", load_backend(model, "onnxruntime", "cpu")),
             ("fp32 torch channels_last", load_backend(model, "torch", "cpu")),
-            ("bf16 torch autocast channels_last", load_backend(model, "torch", "cpu", precision="bf16"))]
+            ("bf16 torch autocast channels_last", load_backend(model, "torch", "cpu", precision="bf16")),
+            ("int8 ONNX Runtime (quantised convolutions)", load_backend(model, "onnxruntime", "cpu", precision="int8"))]
     base = None
     for name, backend in rows:
         seconds = best_time(lambda: backend(batch), repeats=3, warmup=1)

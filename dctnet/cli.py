@@ -214,10 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto: ONNX Runtime on CPU when installed (fastest there), else torch; onnxruntime "
                               "exports <model>.onnx beside the model on first use (parity-checked)")
     stylize.add_argument("--half", action="store_true", help="fp16 autocast (CUDA, torch backend)")
-    stylize.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                         help="auto: measure bf16 against fp32 on this machine for this model, keep the fastest "
-                              "that matches fp32 (PSNR >= 40 dB, 99 %% of pixels within one 8-bit level), cached; "
-                              "fp32 | bf16 to force")
+    stylize.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
+                         help="auto: measure bf16 (torch) and int8 (ONNX Runtime) against fp32 on this machine for "
+                              "this model, keep the fastest that matches fp32 (PSNR >= 40 dB, 99 %% of pixels "
+                              "within one 8-bit level), cached; fp32 | bf16 | int8 to force")
     stylize.add_argument("--tile", type=int, default=1024, help="larger images run in overlapping tiles of this size")
     stylize.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended to hide seams")
     stylize.add_argument("--batch-size", type=int, default=4, help="same-sized images/frames/tiles per forward pass")

@@ -178,16 +178,24 @@ def test_every_precision_keeps_size_and_range_and_auto_falls_back_to_fp32_withou
 
     monkeypatch.setenv("DCTNET_CACHE", str(tmp_path / "cache"))
     batch = torch.stack([to_tensor(_photo((64, 96)))])
-    for choice in ("fp32", "bf16", "auto"):
+    for choice in ("fp32", "bf16", "int8", "auto"):
         out = load_backend(model, "auto", "cpu", precision=choice)(batch)
         assert out.shape == batch.shape and float(out.min()) >= -1 and float(out.max()) <= 1, choice
+    fp32 = load_backend(model, "torch", "cpu")(batch)
     bf16 = load_backend(model, "torch", "cpu", precision="bf16")
-    psnr, equal = precision.parity(load_backend(model, "torch", "cpu")(batch), bf16(batch))
+    psnr, equal = precision.parity(fp32, bf16(batch))
     assert psnr > 30 and "bf16" in bf16.name  # bf16 really ran (not identical), and stays close
+    int8 = load_backend(model, "onnxruntime", "cpu", precision="int8")
+    psnr, equal = precision.parity(fp32, int8(batch))
+    assert 20 < psnr < 200 and "int8" in int8.name  # quantised convolutions: close, but not the fp32 numbers
+    assert (model.parent / "ttn.int8.onnx").is_file() and (model.parent / "ttn.int8.onnx.sha256").is_file()
+    with pytest.raises(ValueError, match="int8 runs on ONNX Runtime"):
+        load_backend(model, "torch", "cpu", precision="int8")
     monkeypatch.setattr(precision, "PSNR_MIN", 1000.0)  # a tolerance no reduced precision can meet
     monkeypatch.setenv("DCTNET_CACHE", str(tmp_path / "cache2"))
     chosen = load_backend(model, "auto", "cpu", precision="auto")
     assert "chose fp32" in chosen.name and "failed parity" in chosen.name
-    assert "bf16" not in chosen.name.split("[")[0]
+    assert "bf16 torch failed parity" in chosen.name and "int8 onnxruntime failed parity" in chosen.name
+    assert "bf16" not in chosen.name.split("[")[0] and "int8" not in chosen.name.split("[")[0]
     cached = (tmp_path / "cache2" / "precision.json").read_text()
     assert '"choice": "fp32' in cached

@@ -146,8 +146,9 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
                  precision: str = "fp32") -> Backend:
     """The TTN in ``model`` (ttn.safetensors) on ``backend``; ONNX files are exported (parity-checked) on first use.
 
-    ``precision``: ``fp32``; ``bf16`` (torch autocast, guided filter in fp32); ``auto`` measures both on this
-    machine and keeps the fastest that matches fp32 (dctnet.inference.precision), falling back to fp32.
+    ``precision``: ``fp32``; ``bf16`` (torch autocast, guided filter in fp32); ``int8`` (ONNX Runtime on the
+    statically quantised convolutions, dctnet.inference.quantize); ``auto`` measures the candidates the backend
+    allows on this machine and keeps the fastest that matches fp32 (dctnet.inference.precision), else fp32.
     """
     from dctnet.inference import precision as numerics
 
@@ -158,16 +159,26 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
     model = Path(model)
     resolved = resolve_device(device)
     ttn = load_ttn(model)
-    if precision == "bf16" or (precision == "auto" and not half and backend != "onnxruntime"):
-        bf16 = lambda: TorchBackend(ttn, resolved, bf16=True)  # noqa: E731  (weights are not changed by autocast)
-        if precision == "bf16":
-            return bf16()
-        fp32_name = "torch" if backend == "torch" else fastest_backend(resolved)
-        key = f"{model_digest(model)}:{resolved.type}:{numerics.cpu_features()}:{torch.__version__}:{fp32_name}"
+    if precision == "bf16":
+        return TorchBackend(ttn, resolved, bf16=True)
+    if precision == "int8":
+        if backend == "torch" or half or resolved.type != "cpu" or not importlib.util.find_spec("onnxruntime"):
+            raise ValueError("--precision int8 runs on ONNX Runtime's CPU provider: use --device cpu, no --half, "
+                             "--backend auto or onnxruntime, with onnxruntime installed")
+        return _int8_backend(model, ttn, resolved)
+    if precision == "auto" and not half:
+        candidates = {}
+        if backend != "onnxruntime":
+            candidates["bf16 torch"] = lambda: TorchBackend(ttn, resolved, bf16=True)
+        if backend != "torch" and resolved.type == "cpu" and importlib.util.find_spec("onnxruntime"):
+            candidates["int8 onnxruntime"] = lambda: _int8_backend(model, ttn, resolved)
+        fp32_name = backend if backend != "auto" else fastest_backend(resolved)
+        key = (f"{model_digest(model)}:{resolved.type}:{numerics.cpu_features()}:{torch.__version__}:{fp32_name}:"
+               + ",".join(candidates))
         fp32 = load_backend(model, fp32_name, device)
-        choice, figures = numerics.choose(key, (f"fp32 {fp32_name}", fp32), {"bf16 torch": bf16}, ttn.stride)
+        choice, figures = numerics.choose(key, (f"fp32 {fp32_name}", fp32), candidates, ttn.stride)
         log.info(numerics.describe(choice, figures))
-        chosen = bf16() if choice == "bf16 torch" else fp32
+        chosen = candidates[choice]() if choice in candidates else fp32
         chosen.name += f" [{numerics.describe(choice, figures)}]"
         return chosen
     if backend == "auto":
@@ -176,6 +187,11 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
         return TorchBackend(ttn, resolved, half)
     if half:
         raise ValueError("--half applies to the torch backend on CUDA")
+    return OnnxBackend(_onnx_file(model), ttn.stride, resolved)
+
+
+def _onnx_file(model: Path) -> Path:
+    """The fp32 ONNX export of ``model``, written (parity-checked) when missing or stale."""
     onnx_path = onnx_beside(model)
     if not _fresh(onnx_path, model):
         from dctnet.inference.export import export_model
@@ -183,4 +199,21 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         _, worst = export_model(model, "onnx", onnx_path)
         log.info("exported %s for ONNX Runtime (parity with PyTorch: max |difference| %.1e)", onnx_path, worst)
-    return OnnxBackend(onnx_path, ttn.stride, resolved)
+    return onnx_path
+
+
+def _int8_backend(model: Path, ttn: TTN, device: torch.device) -> OnnxBackend:
+    """ONNX Runtime on ``<model>.int8.onnx`` (quantised from the fp32 export when missing or stale)."""
+    from dctnet.inference.quantize import quantize_int8
+
+    fp32 = _onnx_file(model)
+    int8 = fp32.with_name(f"{fp32.stem}.int8.onnx")
+    if not _fresh(int8, model):
+        try:
+            quantize_int8(fp32, int8, ttn.stride)
+        except Exception as error:  # an ONNX Runtime quantiser failure is a candidate that did not work
+            raise RuntimeError(f"int8 quantisation of {fp32} failed: {error}") from error
+        stamp_export(int8, model)
+    backend = OnnxBackend(int8, ttn.stride, device)
+    backend.name = f"int8 {backend.name}"
+    return backend

@@ -2,10 +2,10 @@
 
 CPUs differ (AMX bf16 tiles, AVX-512 bf16, neither) and so does the winner. For the loaded model, ``auto``
 runs a fixed probe image through the fp32 default backend and through each reduced-precision candidate
-(torch bf16 autocast), keeps the fastest candidate whose output passes the parity check (PSNR >= 40 dB
-against fp32 and >= 99 % of 8-bit pixels within one level of it), and falls back to fp32 otherwise. The decision and its
-figures are cached per model, machine and torch version, and printed. int8 is not offered: no int8 path
-passed parity on the machines measured so far (a stated limit, not an omission).
+(torch bf16 autocast; ONNX Runtime on the int8-quantised convolutions, dctnet.inference.quantize), keeps the
+fastest candidate whose output passes the parity check (PSNR >= 40 dB against fp32 and >= 99 % of 8-bit pixels
+within one level of it), and falls back to fp32 otherwise. The decision and its figures are cached per model,
+machine, torch version and candidate list, and printed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from dctnet.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 PSNR_MIN = 40.0  # dB, on [0, 255] images
 EQUAL_MIN = 0.99  # share of uint8 pixels within one level of the fp32 output (bf16 rounds many by exactly one)
 PROBE_SIZE = 256
