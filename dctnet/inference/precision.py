@@ -111,8 +111,10 @@ def describe(choice: str, figures: dict) -> str:
         elif f.get("error"):
             parts.append(f"{name} unavailable ({f['error'][:80]})")
         else:
-            parts.append(f"{name} failed parity (PSNR {f['psnr']:.1f} dB < {PSNR_MIN} or "
-                         f"{100 * f['equal']:.1f} % < {100 * EQUAL_MIN:.0f} % within one level)")
+            failed = [f"PSNR {f['psnr']:.1f} dB < {PSNR_MIN:g}"] if f["psnr"] < PSNR_MIN else []
+            failed += [f"{100 * f['equal']:.1f} % < {100 * EQUAL_MIN:.0f} % of pixels within one level"] \
+                if f["equal"] < EQUAL_MIN else []
+            parts.append(f"{name} failed parity ({' and '.join(failed)})")
     return f"--precision auto chose {choice} ({'; '.join(parts) or 'no candidate'})"
 
 

@@ -36,6 +36,7 @@ def calibration_batches(stride: int, size: int) -> list[np.ndarray]:
 def quantize_int8(fp32_onnx: Path, out: Path, stride: int, size: int = 256) -> Path:
     """Write the int8 (QDQ, per-channel Conv weights) version of ``fp32_onnx`` to ``out`` atomically."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Photos(CalibrationDataReader):
         def __init__(self) -> None:
@@ -47,8 +48,9 @@ def quantize_int8(fp32_onnx: Path, out: Path, stride: int, size: int = 256) -> P
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
-        temporary = Path(work) / out.name
-        quantize_static(str(fp32_onnx), str(temporary), Photos(), quant_format=QuantFormat.QDQ,
+        temporary, prepared = Path(work) / out.name, Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32_onnx), str(prepared))  # shape inference and graph fusions first (ORT's advice)
+        quantize_static(str(prepared), str(temporary), Photos(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv"], per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
         temporary.replace(out)  # same folder: a rename, never a half-written file
