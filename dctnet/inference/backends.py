@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -166,12 +166,13 @@ def load_backend(model: str | Path, backend: str = "auto", device: str = "auto",
             raise ValueError("--precision int8 runs on ONNX Runtime's CPU provider: use --device cpu, no --half, "
                              "--backend auto or onnxruntime, with onnxruntime installed")
         return _int8_backend(model, ttn, resolved)
+    candidates: dict[str, Callable[[], Backend]] = {}
     if precision == "auto" and not half:
-        candidates = {}
         if backend != "onnxruntime":
             candidates["bf16 torch"] = lambda: TorchBackend(ttn, resolved, bf16=True)
         if backend != "torch" and resolved.type == "cpu" and importlib.util.find_spec("onnxruntime"):
             candidates["int8 onnxruntime"] = lambda: _int8_backend(model, ttn, resolved)
+    if candidates:  # auto with something to measure against fp32
         fp32_name = backend if backend != "auto" else fastest_backend(resolved)
         key = (f"{model_digest(model)}:{resolved.type}:{numerics.cpu_features()}:{torch.__version__}:{fp32_name}:"
                + ",".join(candidates))
