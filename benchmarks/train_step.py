@@ -31,13 +31,11 @@ from common import BareLoopMixin, machine  # noqa: E402
 from dctnet.ccn.module import CCNModule  # noqa: E402
 from dctnet.config import (  # noqa: E402
     CCNStageConfig,
-    DiscriminatorConfig,
     FacePerceptionConfig,
     GemConfig,
     StyleGANConfig,
     TTNConfig,
     TTNLossConfig,
-    UNetConfig,
     config_node,
 )
 from dctnet.precision import has_bf16_units  # noqa: E402
@@ -138,8 +136,7 @@ def main() -> None:
     n, s = args.ttn_batch, args.ttn_size
     ttn_batch = {"photo": torch.rand(n, 3, s, s) * 2 - 1, "cartoon": torch.rand(n, 3, s, s) * 2 - 1}
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
-    unet, discriminator = config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig)
-    ttn_args = (unet, discriminator, loss, 2e-4, 2e-4, config_node("ttn", TTNConfig).optimizer, n, 10.0)
+    ttn_args = (config_node("ttn", TTNConfig, loss=loss, lr_g=2e-4, lr_d=2e-4, batch_size=n, ema_half_life_kimg=10.0),)
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(0)
         t_bare = bare(_BareTTN(*ttn_args, out, 0), ttn_batch, args.iterations, warmup, start=0)

@@ -149,8 +149,7 @@ def test_video_keeps_its_audio_track(model: Path, tmp_path: Path) -> None:
 
 def test_training_sample_torch_and_onnx_stylize_run_one_ttn_module(model: Path) -> None:
     """The TTN as the training module samples it, the torch backend and ONNX Runtime agree on the same weights."""
-    from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, TTNConfig, TTNLossConfig, UNetConfig,
-                               config_node)
+    from dctnet.config import DiscriminatorConfig, FacePerceptionConfig, TTNConfig, TTNLossConfig, UNetConfig, config_node
     from dctnet.models.unet import TTN
     from dctnet.ttn.module import TTNModule
 
@@ -159,8 +158,8 @@ def test_training_sample_torch_and_onnx_stylize_run_one_ttn_module(model: Path) 
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
     unet = config_node("ttn.model", UNetConfig, base_channels=8, num_residual=1, num_downsamples=2)
     discriminator = config_node("ttn.discriminator", DiscriminatorConfig, channels=[8, 8, 8])
-    optimizer = config_node("ttn", TTNConfig).optimizer
-    module = TTNModule(unet, discriminator, loss, 2e-4, 2e-4, optimizer, 2, 1.0, "unused", 0)
+    recipe = config_node("ttn", TTNConfig, model=unet, discriminator=discriminator, loss=loss, batch_size=2)
+    module = TTNModule(recipe, "unused", 0)
     module.generator_ema.network.load_state_dict(ttn.network.state_dict())
     batch = torch.stack([to_tensor(_photo((64, 96))), to_tensor(_photo((64, 96))[::-1])])
     with torch.no_grad():

@@ -77,12 +77,10 @@ def _baseline(path: Path) -> None:
 def _init_from(path: Path) -> None:
     from dctnet.ttn.module import TTNModule
     from dctnet.ttn.train import initialise_from
-    from dctnet.config import DiscriminatorConfig, TTNConfig, TTNLossConfig, UNetConfig, config_node
+    from dctnet.config import TTNConfig, TTNLossConfig, config_node
 
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
-    optimizer = config_node("ttn", TTNConfig).optimizer
-    module = TTNModule(config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig),
-                       loss, 2e-4, 2e-4, optimizer, 2, 1.0, "unused", 0, attribute_count=2)
+    module = TTNModule(config_node("ttn", TTNConfig, loss=loss, batch_size=2), "unused", 0, attribute_count=2)
     initialise_from(module, path)
 
 

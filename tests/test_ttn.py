@@ -70,7 +70,8 @@ def test_discriminators_and_optimisers_are_built_from_their_config_nodes() -> No
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0),
                        image=1.0)
     optimizer = {"_target_": "torch.optim.RMSprop", "alpha": 0.9}
-    module = TTNModule(tiny_unet(), discriminator, loss, 3e-4, 1e-4, optimizer, 2, 1.0, "unused", 0)
+    module = TTNModule(tiny_recipe(loss, discriminator=discriminator, lr_g=3e-4, lr_d=1e-4, optimizer=optimizer),
+                       "unused", 0)
     surface, texture, image = module.d_surface, module.d_texture, module.d_image
     assert all(type(d) is RecordingPatchDiscriminator for d in (surface, texture, image))
     assert [d.net[0].in_channels for d in (surface, texture, image)] == [3, 1, 3]
@@ -79,18 +80,20 @@ def test_discriminators_and_optimisers_are_built_from_their_config_nodes() -> No
     assert (opt_d.defaults["lr"], opt_g.defaults["lr"]) == (1e-4, 3e-4)
 
 
-def ttn_optimizer() -> dict:
-    return config_node("ttn", TTNConfig).optimizer
-
-
 def tiny_discriminator() -> DiscriminatorConfig:
     return config_node("ttn.discriminator", DiscriminatorConfig, channels=[8, 8, 8])
+
+
+def tiny_recipe(loss: TTNLossConfig, **fields) -> TTNConfig:
+    """conf's ``ttn`` node with a tiny U-Net and discriminators, batch 2 and a 1 kimg EMA half-life."""
+    tiny = {"model": tiny_unet(), "discriminator": tiny_discriminator(), "batch_size": 2, "ema_half_life_kimg": 1.0}
+    return config_node("ttn", TTNConfig, **{**tiny, "loss": loss, **fields})
 
 
 def _module(kind: str = "expression") -> TTNModule:
     torch.manual_seed(0)
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig(kind, 1.0))
-    return TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, ttn_optimizer(), 2, 1.0, "unused", 0,
+    return TTNModule(tiny_recipe(loss, lr_g=2e-4, lr_d=2e-4), "unused", 0,
                      identity=config_node("identity", IdentityConfig, pretrained=False, input_size=96), attribute_count=2)
 
 
@@ -140,8 +143,7 @@ def test_identity_face_loss_reaches_the_generator() -> None:
 def test_expression_loss_without_labels_is_a_clear_error() -> None:
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False)
     with pytest.raises(ValueError, match="attributes.csv"):
-        TTNModule(tiny_unet(), tiny_discriminator(), loss, 2e-4, 2e-4, ttn_optimizer(), 2, 1.0, "unused", 0,
-                  attribute_count=0)
+        TTNModule(tiny_recipe(loss), "unused", 0, attribute_count=0)
 
 
 def _paired_scores(model_path: Path, root: Path) -> tuple[float, float, float, float]:

@@ -12,14 +12,13 @@ The output is guided-filtered with the input as guide before every loss (officia
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import hydra
 import torch
 import torch.nn.functional as F
 
 from dctnet.checkpoints import save_model
-from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig
+from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNConfig, UNetConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.content import CONTENT_NORMS, content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
@@ -59,32 +58,29 @@ def labelled_l1(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class TTNModule(GANModule):
     def __init__(
         self,
-        model: UNetConfig,
-        discriminator: DiscriminatorConfig,
-        loss: TTNLossConfig,
-        lr_g: float,
-        lr_d: float,
-        optimizer: dict[str, Any],
-        batch_size: int,
-        ema_half_life_kimg: float,
+        recipe: TTNConfig,
         out_dir: str,
         sample_every: int,
         identity: IdentityConfig | None = None,
         attribute_count: int = 0,
         sample_photos: torch.Tensor | None = None,
-        ema_rampup: float | None = 0.05,
-        warmup_steps: int = 0,
-        fine_tune: tuple[int, int] | None = None,
-        lr_decay: tuple[float, int] | None = None,
+        iterations: int | None = None,
     ) -> None:
-        super().__init__(out_dir, sample_every, batch_size)
-        self.lr_decay = lr_decay
+        """``recipe``: the typed ``ttn`` node (model, discriminators, losses, optimiser, EMA, warm-up, fine-tuning,
+        lr decay); the rest is what a run knows at start: where to write, the identity network's config, the
+        photos' attribute count, the preview photos and the run's length (for ``ttn.lr_decay_from``)."""
+        super().__init__(out_dir, sample_every, recipe.batch_size)
+        model, discriminator, loss = recipe.model, recipe.discriminator, recipe.loss
+        if recipe.lr_decay_from is not None:
+            if iterations is None:
+                raise ValueError("ttn.lr_decay_from needs the run's length: pass iterations")
+            self.lr_decay = (recipe.lr_decay_from, iterations)
         if loss.content_norm not in CONTENT_NORMS:
             raise ValueError(f"ttn.loss.content_norm must be one of {CONTENT_NORMS}, got {loss.content_norm!r}")
         if loss.face.kind not in FACE_KINDS:
             raise ValueError(f"ttn.loss.face.kind must be one of {FACE_KINDS}, got {loss.face.kind!r}")
         self.model_cfg, self.loss_cfg = model, loss
-        self.lr_g, self.lr_d, self.optimizer_node = lr_g, lr_d, optimizer
+        self.lr_g, self.lr_d, self.optimizer_node = recipe.lr_g, recipe.lr_d, recipe.optimizer
         self.generator = build_ttn(model)
         self.generator_ema = make_ema(self.generator)
         self.d_surface = build_discriminator(discriminator, 3)
@@ -107,9 +103,10 @@ class TTNModule(GANModule):
             if identity is None:
                 raise ValueError("ttn.loss.face.kind=identity needs the identity network's config (cfg.identity)")
             self.identity = build_identity_network(identity)
-        self.ema_half_life_kimg, self.ema_rampup, self.warmup_steps = ema_half_life_kimg, ema_rampup, warmup_steps
+        self.ema_half_life_kimg, self.ema_rampup = recipe.ema_half_life_kimg, recipe.ema_rampup
+        self.warmup_steps = recipe.warmup_steps
         # (discriminator-only iterations, G learning-rate ramp) when starting from a trained TTN (ttn.init_from)
-        self.fine_tune = fine_tune
+        self.fine_tune = (recipe.init_from_d_steps, recipe.init_from_lr_ramp) if recipe.init_from else None
         self.register_buffer("sample_photos", sample_photos if sample_photos is not None else torch.zeros(0, 3, 8, 8),
                              persistent=False)
 

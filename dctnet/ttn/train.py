@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from dctnet.config import DiscriminatorConfig, IdentityConfig, TTNLossConfig, UNetConfig, check_known_keys, typed
+from dctnet.config import IdentityConfig, TTNConfig, check_known_keys, typed
 from dctnet.data.datamodule import GANDataModule
 from dctnet.data.decode import list_images
 from dctnet.data.folders import ImageFolder
@@ -70,17 +70,9 @@ def train_ttn(cfg: DictConfig) -> Path:
         label_photos(photos, face)
     sample_photos = preview_photos(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # initial weights depend on the seed only
-    module = TTNModule(
-        model=typed(ttn.model, UNetConfig), discriminator=typed(ttn.discriminator, DiscriminatorConfig),
-        loss=typed(ttn.loss, TTNLossConfig), lr_g=ttn.lr_g, lr_d=ttn.lr_d,
-        optimizer=OmegaConf.to_container(ttn.optimizer, resolve=True), batch_size=ttn.batch_size,
-        ema_half_life_kimg=ttn.ema_half_life_kimg, out_dir=str(stage_dir), sample_every=int(cfg.trainer.sample_every),
-        identity=typed(cfg.identity, IdentityConfig), attribute_count=len(photos.attribute_names) if photos.has_attributes else 0,
-        sample_photos=sample_photos, ema_rampup=ttn.ema_rampup,
-        warmup_steps=ttn.warmup_steps,
-        fine_tune=(ttn.init_from_d_steps, ttn.init_from_lr_ramp) if ttn.init_from else None,
-        lr_decay=(ttn.lr_decay_from, iterations) if ttn.lr_decay_from is not None else None,
-    )
+    module = TTNModule(typed(ttn, TTNConfig), str(stage_dir), int(cfg.trainer.sample_every),
+                       identity=typed(cfg.identity, IdentityConfig), sample_photos=sample_photos, iterations=iterations,
+                       attribute_count=len(photos.attribute_names) if photos.has_attributes else 0)
     if ttn.init_from:
         initialise_from(module, Path(ttn.init_from))
     fit_stage(cfg, module, datamodule, stage_dir, iterations)
