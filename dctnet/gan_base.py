@@ -133,7 +133,7 @@ class GANModule(pl.LightningModule):
 
     def scale_learning_rates(self, iteration: int) -> None:
         """Every optimiser's lr = its configured lr x ``lr_scale`` (rollbacks) x :meth:`lr_factor`."""
-        for optimizer, lr in zip(self.optimizers(), self.configured_lrs):
+        for optimizer, lr in zip(self.trainer.optimizers, self.configured_lrs):
             for group in optimizer.param_groups:
                 group["lr"] = lr * self.lr_scale * self.lr_factor(iteration)
 
@@ -170,11 +170,9 @@ class GANModule(pl.LightningModule):
             raise TrainingDiverged(iteration, ", ".join(bad))
 
     def on_train_start(self) -> None:
-        """Set every optimiser's lr to the configured one times ``lr_scale``: after a checkpoint restore the
+        """Set every optimiser's lr from the config (:meth:`scale_learning_rates`): after a checkpoint restore the
         config, not the checkpoint, decides the learning rate (and a rollback's scale applies)."""
-        for optimizer, lr in zip(self.trainer.optimizers, self.configured_lrs):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * self.lr_scale
+        self.scale_learning_rates(self.iteration)
 
     def optimizer_pair(self, node: Any, d_params: Any, lr_d: float, g_params: Any,
                        lr_g: float) -> list[torch.optim.Optimizer]:
