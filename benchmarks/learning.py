@@ -105,9 +105,9 @@ def write_source_samples(cfg, out: Path, count: int = 256) -> Path:
     return out
 
 
-def coverage_table(data_root: Path, calibrated: Path, size: int,
+def coverage_table(data_root: Path, calibrated: Path, size: int, skin_tones: bool,
                    source_samples: Path | None = None) -> tuple[list[str], dict[str, dict[str, float]]]:
-    model = train_coverage_model(size=size)
+    model = train_coverage_model(size=size, skin_tones=skin_tones)
     logging.info("coverage classifier held-out accuracy: %s", model.accuracy)
 
     def load(folder: Path, limit: int = 1000) -> torch.Tensor:
@@ -218,7 +218,7 @@ def main(argv: list[str]) -> None:
         results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
         shutil.copy2(report.parent / "grid.png", docs / "learning" / f"{slug}.png")
         grids[name] = f"learning/{slug}.png"
-    coverage = coverage_table(data_root, calibrated, base.data.size,
+    coverage = coverage_table(data_root, calibrated, base.data.size, base.data.synthetic.skin_tones,
                               write_source_samples(base, run_dir / "benchmark" / "g_src_samples"))
     header = [f"- machine: {machine()} | CPU features: {', '.join(cpu_features()) or 'none of avx2/avx512/amx'}",
               f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "

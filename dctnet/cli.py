@@ -13,7 +13,8 @@ def _synth(args: argparse.Namespace) -> int:
     from dctnet.data.synthetic import generate_dataset
 
     out = generate_dataset(args.out, size=args.size, photos=args.photos, cartoons=args.cartoons, test=args.test,
-                           seed=args.seed, exemplars_without=args.exemplars_without)
+                           seed=args.seed, exemplars_without=args.exemplars_without,
+                           skin_tones=args.skin_tones)
     print(f"synthetic portraits written to {out}/(photos|cartoons|test_photos|test_cartoons)")
     return 0
 
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--exemplars-without", nargs="*", default=[], metavar="ATTRIBUTE",
                        help="biased style set: training cartoons without these attributes "
                             "(glasses, mask, long_hair, bun, dark_skin)")
+    synth.add_argument("--skin-tones", action="store_true",
+                       help="cartoons draw skin in two flat tones (brown, peach) instead of the photo skin's palette")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_synth)
     align = commands.add_parser("align", help="detect faces (MTCNN) and write 5-point aligned crops + alignment.csv")

@@ -49,7 +49,8 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
     synth = cfg.data.synthetic
     if synth.generate:
         ensure_dataset(cfg.data.root, size=synth.size, photos=synth.photos, cartoons=synth.cartoons,
-                       test=synth.test, seed=synth.seed, exemplars_without=list(synth.exemplars_without))
+                       test=synth.test, seed=synth.seed, exemplars_without=list(synth.exemplars_without),
+                       skin_tones=synth.skin_tones)
 
 
 def resume_path(cfg: DictConfig, stage_dir: Path) -> str | None:

@@ -217,6 +217,12 @@ def test_all_three_stages_run_from_the_config(synthetic_root: Path, tmp_path: Pa
     assert (tmp_path / "ccn" / "adapt" / "config.yaml").is_file()
     assert (tmp_path / "ccn" / "adapt" / "checkpoints" / "last.ckpt").is_file()
     assert list((tmp_path / "ccn" / "adapt" / "samples").glob("*.png"))
+    # sampling again alone (another blend) finds the run's G_src and adapted G by itself
+    first = read_image(list_images(outputs["calibrated"].parent / "all")[0])
+    again = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
+        "ccn.stages=[sample]", "ccn.sampling.blend_resolution=16"]))
+    assert set(again) == {"calibrated"}
+    assert not np.array_equal(read_image(list_images(again["calibrated"].parent / "all")[0]), first)
 
 
 def test_frozen_layers_stay_fixed_while_the_rest_trains(synthetic_root: Path, tmp_path: Path) -> None:

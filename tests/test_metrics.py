@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from conftest import make_config, tiny_overrides
 
 from dctnet.data.decode import list_images, read_image, write_image
+from dctnet.data.synthetic import ATTRIBUTES
 from dctnet.metrics.coverage import labelled_portraits, train_coverage_model
 from dctnet.metrics.distances import bootstrap_interval, feature_statistics, frechet_distance, kernel_distance
 from dctnet.metrics.run import run_evaluation
@@ -141,6 +143,20 @@ def test_random_metric_networks_are_the_same_in_every_run() -> None:
             outputs.append((identity(x), perceptual(x, x.flip(0)), features(images)))
     a, b = outputs
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+
+
+def test_coverage_training_portraits_follow_the_cartoon_style_they_will_count() -> None:
+    """With ``skin_tones`` the classifier learns dark skin from brown flat cartoon skin, as the sets it counts show."""
+    from dctnet.data.synthetic import CARTOON_SKIN_TONES, _bgr255, _cartoon_palette
+
+    brown = torch.tensor(_bgr255(_cartoon_palette(CARTOON_SKIN_TONES[0])), dtype=torch.float32) / 127.5 - 1
+
+    def brown_pixels(skin_tones: bool) -> int:
+        images, labels = labelled_portraits(60, 32, seed=3, skin_tones=skin_tones)
+        dark = labels[:, list(ATTRIBUTES).index("dark_skin")] == 1
+        return int(((images[dark] - brown.view(1, 3, 1, 1)).abs().amax(1) < 0.05).sum())
+
+    assert brown_pixels(True) > 100 and brown_pixels(False) < 10
 
 
 def test_attribute_coverage_counts_what_a_set_shows() -> None:

@@ -68,3 +68,21 @@ def test_biased_exemplars_lack_the_excluded_attributes_while_photos_and_pairs_ke
 def test_unknown_attribute_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown synthetic attribute.*glases.*choose from"):
         generate_dataset(tmp_path, size=32, photos=1, cartoons=1, test=0, exemplars_without=["glases"])
+
+
+def test_skin_tones_style_draws_two_flat_skin_colours_and_leaves_photos_alone(tmp_path: Path) -> None:
+    from dctnet.data.synthetic import _bgr255, _cartoon_palette, CARTOON_SKIN_TONES
+
+    plain = generate_dataset(tmp_path / "plain", size=32, photos=4, cartoons=2, test=24, seed=3)
+    toned = generate_dataset(tmp_path / "toned", size=32, photos=4, cartoons=2, test=24, seed=3, skin_tones=True)
+    for folder in ("photos", "test_photos"):  # the photo domain is the same, byte for byte (G_src caches still hold)
+        assert all(a.read_bytes() == b.read_bytes()
+                   for a, b in zip(list_images(plain / folder), list_images(toned / folder), strict=True))
+    with open(toned / "test_cartoons" / "faces.csv") as handle:
+        dark = [row["dark_skin"] == "True" for row in csv.DictReader(handle)]
+    assert any(dark) and not all(dark)
+    tones = [np.array(_bgr255(_cartoon_palette(tone)), np.float32) for tone in CARTOON_SKIN_TONES]
+    for image, is_dark in zip(list_images(toned / "test_cartoons"), dark, strict=True):
+        pixels = read_image(image).reshape(-1, 1, 3).astype(np.float32)
+        near = (np.abs(pixels - np.stack(tones)).max(-1) < 6).sum(0)  # pixels of each flat tone
+        assert near[0 if is_dark else 1] > 0 and near[1 if is_dark else 0] == 0, (image.name, near)

@@ -69,8 +69,10 @@ def train_ccn(cfg: DictConfig) -> dict[str, Path]:
         outputs["adapt"] = train_stage(cfg, "adapt", load_source(source_path, model), ccn_dir)
     if "sample" in cfg.ccn.stages and rank_zero_only.rank == 0:
         adapted = outputs.get("adapt", ccn_dir / "adapt" / "ccn.safetensors")
-        if source_path is None or not Path(adapted).is_file():
-            raise ValueError("the sample stage needs G_src and an adapted generator (run pretrain/adapt first)")
+        if source_path is None:  # sampling alone (e.g. another blend): the G_src this run_dir's adaptation used
+            source_path = source_generator_path(cfg)
+        if not Path(adapted).is_file():
+            raise ValueError(f"the sample stage needs an adapted generator at {adapted} (run adapt first)")
         outputs["calibrated"] = sample_stage(cfg, model, load_source(source_path, model), load_source(adapted, model),
                                              ccn_dir / "calibrated")
     return outputs

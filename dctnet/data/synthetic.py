@@ -135,8 +135,27 @@ def _cartoon_palette(colour: tuple[float, float, float]) -> tuple[float, float, 
     return tuple(float(v) for v in np.clip(c, 0, 1))
 
 
-def render(face: FaceParams, size: int, style: str, rng: np.random.Generator) -> np.ndarray:
-    """Render ``face`` as ``style`` ('photo' or 'cartoon') to a ``size x size x 3`` uint8 array."""
+# Flat cartoon skin for ``skin_tones=True``: one colour per side of the ``dark_skin`` boundary (skin_tone 0.45).
+CARTOON_SKIN_TONES = ((0.62, 0.40, 0.27), (1.0, 0.84, 0.70))  # warm brown, peach
+
+
+def cartoon_skin(face: FaceParams, skin_tones: bool) -> tuple[float, float, float]:
+    """The cartoon's skin colour: the palette of the photo's skin, or one of two flat tones (``skin_tones``).
+
+    Two flat skin tones are a common cartoon convention, and one that a TTN cannot infer from exemplars that
+    all show the light tone: it paints every face peach. Calibrated samples that keep the photos' skin tones
+    are what lets it learn the brown, which is the question the biased benchmark asks.
+    """
+    if not skin_tones:
+        return face.skin
+    return CARTOON_SKIN_TONES[0] if ATTRIBUTES["dark_skin"](face) else CARTOON_SKIN_TONES[1]
+
+
+def render(face: FaceParams, size: int, style: str, rng: np.random.Generator, skin_tones: bool = False) -> np.ndarray:
+    """Render ``face`` as ``style`` ('photo' or 'cartoon') to a ``size x size x 3`` uint8 array.
+
+    ``skin_tones``: the cartoon draws skin in two flat tones instead of the palette of the photo's skin.
+    """
     if style not in ("photo", "cartoon"):
         raise ValueError(f"style must be 'photo' or 'cartoon', got {style!r}")
     cartoon = style == "cartoon"
@@ -145,6 +164,7 @@ def render(face: FaceParams, size: int, style: str, rng: np.random.Generator) ->
     colour = (lambda c: _bgr255(_cartoon_palette(c))) if cartoon else _bgr255
     line = max(1, px(0.012)) if cartoon else 0
     ink = (25, 20, 30)
+    skin = cartoon_skin(face, skin_tones) if cartoon else face.skin
 
     # The same two-colour backdrop in both renderings (the cartoon's in its palette), so that a paired
     # target is a function of its photo: the domains differ in rendering, not in content.
@@ -165,7 +185,7 @@ def render(face: FaceParams, size: int, style: str, rng: np.random.Generator) ->
     # shoulders and neck
     ellipse(canvas, (cx, s + px(0.05)), (px(0.42), px(0.3)), 0, colour(face.shirt))
     neck_w = int(rx * 0.45)
-    cv2.rectangle(canvas, (cx - neck_w, cy + int(ry * 0.6)), (cx + neck_w, s - px(0.2)), colour(face.skin), -1)
+    cv2.rectangle(canvas, (cx - neck_w, cy + int(ry * 0.6)), (cx + neck_w, s - px(0.2)), colour(skin), -1)
     if cartoon:
         for x in (cx - neck_w, cx + neck_w):
             cv2.line(canvas, (x, cy + int(ry * 0.7)), (x, s - px(0.22)), ink, line, cv2.LINE_AA)
@@ -175,7 +195,7 @@ def render(face: FaceParams, size: int, style: str, rng: np.random.Generator) ->
     if face.hair_style == 2:
         ellipse(canvas, (cx, cy - int(ry * 1.05)), (int(rx * 0.5), int(ry * 0.35)), 0, colour(face.hair))
     # head
-    ellipse(canvas, (cx, cy), (rx, ry), face.tilt, colour(face.skin))
+    ellipse(canvas, (cx, cy), (rx, ry), face.tilt, colour(skin))
     # hair on top (upper half ellipse)
     ellipse(canvas, (cx, cy - int(ry * 0.25)), (int(rx * 1.08), int(ry * 0.85)), face.tilt, colour(face.hair),
             start=180, end=360)
@@ -250,12 +270,14 @@ def generate_dataset(
     test: int = 16,
     seed: int = 0,
     exemplars_without: Sequence[str] = (),
+    skin_tones: bool = False,
 ) -> Path:
     """Write ``photos/``, ``cartoons/`` (different faces) and paired ``test_photos/`` + ``test_cartoons/``.
 
     A ``faces.csv`` per folder records each image's parameters and attributes (eye and mouth openness are
     the labels the facial perception loss can be checked against). ``exemplars_without`` names attributes
-    (see ``ATTRIBUTES``) that no training cartoon has, as in a biased few-shot style set.
+    (see ``ATTRIBUTES``) that no training cartoon has, as in a biased few-shot style set. ``skin_tones``: the
+    cartoons draw skin in two flat tones (``cartoon_skin``).
     """
     out = Path(out)
     excluded = check_attributes(exemplars_without)
@@ -268,7 +290,7 @@ def generate_dataset(
         for index in range(count):
             face = sample_face_without(rng, excluded) if name == "cartoons" else sample_face(rng)
             for st, folder in folders.items():
-                write_image(folder / f"{index:05d}.png", render(face, size, st, rng))
+                write_image(folder / f"{index:05d}.png", render(face, size, st, rng, skin_tones))
             rows.append({"file": f"{index:05d}.png", **asdict(face), **face_attributes(face)})
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
@@ -285,7 +307,7 @@ def generate_dataset(
 
 
 def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test: int, seed: int,
-                   exemplars_without: Sequence[str] = ()) -> Path:
+                   exemplars_without: Sequence[str] = (), skin_tones: bool = False) -> Path:
     """Generate the synthetic dataset under ``root`` unless it is already complete with these parameters.
 
     Existing data is never rewritten: a dataset generated with other parameters is moved aside to
@@ -294,7 +316,8 @@ def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test
     root = Path(root)
     marker, generating = root / ".complete", root / ".generating"
     signature = (f"version={GENERATOR_VERSION} size={size} photos={photos} cartoons={cartoons} test={test} "
-                 f"seed={seed} exemplars_without={','.join(exemplars_without)}\n")
+                 f"seed={seed} exemplars_without={','.join(exemplars_without)}"
+                 + (" skin_tones" if skin_tones else "") + "\n")  # the default's signature is unchanged
     if marker.is_file() and marker.read_text() == signature:
         return root
     if marker.is_file():
@@ -312,7 +335,7 @@ def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test
     root.mkdir(parents=True, exist_ok=True)
     generating.write_text(signature)
     generate_dataset(root, size=size, photos=photos, cartoons=cartoons, test=test, seed=seed,
-                     exemplars_without=exemplars_without)
+                     exemplars_without=exemplars_without, skin_tones=skin_tones)
     marker.write_text(signature)
     generating.unlink()
     return root

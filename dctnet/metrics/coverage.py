@@ -61,14 +61,17 @@ class CoverageModel:
         return {name: float(value) for name, value in zip(self.names, fractions)}
 
 
-def labelled_portraits(count: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` random faces, each rendered in a random style: images in [-1, 1] and attribute labels."""
+def labelled_portraits(count: int, size: int, seed: int, skin_tones: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` random faces, each rendered in a random style: images in [-1, 1] and attribute labels.
+
+    ``skin_tones``: the cartoons are drawn with the two flat skin tones (``dctnet.data.synthetic.cartoon_skin``).
+    """
     rng = np.random.default_rng(seed)
     images, labels = [], []
     for _ in range(count):
         face = sample_face(rng)
         style = "cartoon" if rng.random() < 0.5 else "photo"
-        images.append(render(face, size, style, rng))
+        images.append(render(face, size, style, rng, skin_tones))
         labels.append(list(face_attributes(face).values()))
     return torch.stack([to_tensor(image) for image in images]), torch.tensor(labels, dtype=torch.float32)
 
@@ -82,9 +85,13 @@ def degrade(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(pick, low, images)
 
 
-def train_coverage_model(size: int = 64, count: int = 3000, steps: int = 600, seed: int = 0) -> CoverageModel:
-    """Train the attribute classifier on fresh procedural portraits (about a minute at 64 px on 2 cores)."""
-    images, labels = labelled_portraits(count, size, seed)
+def train_coverage_model(size: int = 64, count: int = 3000, steps: int = 600, seed: int = 0,
+                         skin_tones: bool = False) -> CoverageModel:
+    """Train the attribute classifier on fresh procedural portraits (about a minute at 64 px on 2 cores).
+
+    ``skin_tones`` must match the cartoon style of the sets it will count (``data.synthetic.skin_tones``).
+    """
+    images, labels = labelled_portraits(count, size, seed, skin_tones)
     held_out = max(1, count // 6)
     train_x, train_y, test_x, test_y = images[held_out:], labels[held_out:], images[:held_out], labels[:held_out]
     generator = torch.Generator().manual_seed(seed)
