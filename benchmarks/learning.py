@@ -222,7 +222,8 @@ def main(argv: list[str]) -> None:
                               write_source_samples(base, run_dir / "benchmark" / "g_src_samples"))
     header = [f"- machine: {machine()} | CPU features: {', '.join(cpu_features()) or 'none of avx2/avx512/amx'}",
               f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "
-              f"exemplars without {list(base.data.synthetic.exemplars_without)}, seed {base.seed}, "
+              f"exemplars without {list(base.data.synthetic.exemplars_without)}, "
+              f"{'two-skin-tone cartoons, ' if base.data.synthetic.skin_tones else ''}seed {base.seed}, "
               f"data seed {base.data.synthetic.seed}, shifted-set seed {SHIFT_SEED}",
               f"- recipe: stage 1 pretrain {base.ccn.pretrain.steps} + adapt {base.ccn.adapt.steps} iterations, "
               f"TTN {base.ttn.steps} iterations x 3 (dctnet, ccn_none, no_gem), batch {base.ttn.batch_size}, "

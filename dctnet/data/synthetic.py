@@ -143,8 +143,8 @@ def cartoon_skin(face: FaceParams, skin_tones: bool) -> tuple[float, float, floa
     """The cartoon's skin colour: the palette of the photo's skin, or one of two flat tones (``skin_tones``).
 
     Two flat skin tones are a common cartoon convention, and one that a TTN cannot infer from exemplars that
-    all show the light tone: it paints every face peach. Calibrated samples that keep the photos' skin tones
-    are what lets it learn the brown, which is the question the biased benchmark asks.
+    all show the light tone: it paints every face peach (measured in README.md). Only cartoons with dark skin,
+    real or calibrated, can teach it the brown: a biased benchmark on this style asks the paper's question.
     """
     if not skin_tones:
         return face.skin
