@@ -147,9 +147,9 @@ def test_random_metric_networks_are_the_same_in_every_run() -> None:
 
 def test_coverage_training_portraits_follow_the_cartoon_style_they_will_count() -> None:
     """With ``skin_tones`` the classifier learns dark skin from brown flat cartoon skin, as the sets it counts show."""
-    from dctnet.data.synthetic import CARTOON_SKIN_TONES, _bgr255, _cartoon_palette
+    from dctnet.data.synthetic import CARTOON_SKIN_TONES, cartoon_rgb
 
-    brown = torch.tensor(_bgr255(_cartoon_palette(CARTOON_SKIN_TONES[0])), dtype=torch.float32) / 127.5 - 1
+    brown = torch.tensor(cartoon_rgb(CARTOON_SKIN_TONES[0]), dtype=torch.float32) / 127.5 - 1
 
     def brown_pixels(skin_tones: bool) -> int:
         images, labels = labelled_portraits(60, 32, seed=3, skin_tones=skin_tones)

@@ -71,7 +71,7 @@ def test_unknown_attribute_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_skin_tones_style_draws_two_flat_skin_colours_and_leaves_photos_alone(tmp_path: Path) -> None:
-    from dctnet.data.synthetic import _bgr255, _cartoon_palette, CARTOON_SKIN_TONES
+    from dctnet.data.synthetic import CARTOON_SKIN_TONES, cartoon_rgb
 
     plain = generate_dataset(tmp_path / "plain", size=32, photos=4, cartoons=2, test=24, seed=3)
     toned = generate_dataset(tmp_path / "toned", size=32, photos=4, cartoons=2, test=24, seed=3, skin_tones=True)
@@ -81,7 +81,7 @@ def test_skin_tones_style_draws_two_flat_skin_colours_and_leaves_photos_alone(tm
     with open(toned / "test_cartoons" / "faces.csv") as handle:
         dark = [row["dark_skin"] == "True" for row in csv.DictReader(handle)]
     assert any(dark) and not all(dark)
-    tones = [np.array(_bgr255(_cartoon_palette(tone)), np.float32) for tone in CARTOON_SKIN_TONES]
+    tones = [np.array(cartoon_rgb(tone), np.float32) for tone in CARTOON_SKIN_TONES]
     for image, is_dark in zip(list_images(toned / "test_cartoons"), dark, strict=True):
         pixels = read_image(image).reshape(-1, 1, 3).astype(np.float32)
         near = (np.abs(pixels - np.stack(tones)).max(-1) < 6).sum(0)  # pixels of each flat tone

@@ -135,6 +135,11 @@ def _cartoon_palette(colour: tuple[float, float, float]) -> tuple[float, float, 
     return tuple(float(v) for v in np.clip(c, 0, 1))
 
 
+def cartoon_rgb(colour: tuple[float, float, float]) -> tuple[int, int, int]:
+    """The 8-bit RGB a cartoon draws for a face colour (its palette applied)."""
+    return _bgr255(_cartoon_palette(colour))
+
+
 # Flat cartoon skin for ``skin_tones=True``: one colour per side of the ``dark_skin`` boundary (skin_tone 0.45).
 CARTOON_SKIN_TONES = ((0.62, 0.40, 0.27), (1.0, 0.84, 0.70))  # warm brown, peach
 
@@ -161,7 +166,7 @@ def render(face: FaceParams, size: int, style: str, rng: np.random.Generator, sk
     cartoon = style == "cartoon"
     s = size * SUPERSAMPLE
     px = lambda v: int(round(v * s))  # noqa: E731 - local unit conversion
-    colour = (lambda c: _bgr255(_cartoon_palette(c))) if cartoon else _bgr255
+    colour = cartoon_rgb if cartoon else _bgr255
     line = max(1, px(0.012)) if cartoon else 0
     ink = (25, 20, 30)
     skin = cartoon_skin(face, skin_tones) if cartoon else face.skin
