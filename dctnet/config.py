@@ -182,6 +182,7 @@ class SamplingConfig:
     keep_fraction: float = MISSING
     min_identity: float = MISSING  # also reject samples whose identity similarity is below this
     noise_strength: float = MISSING  # scale of StyleGAN2's per-pixel noise inputs when sampling (0 = none)
+    match_colours: bool = MISSING  # one linear colour map gives the kept samples the exemplars' colour statistics
     seed: int = MISSING
 
 

@@ -13,6 +13,7 @@ import torch
 from conftest import make_config, tiny_overrides
 from safetensors.torch import load_file
 
+from dctnet.ccn.colour_match import folder_statistics
 from dctnet.ccn.module import CCNModule, build_generator, make_noise
 from dctnet.ccn.sampling import blend_generators, layer_resolutions, sample_calibrated
 from dctnet.ccn.train import train_ccn
@@ -220,9 +221,15 @@ def test_all_three_stages_run_from_the_config(synthetic_root: Path, tmp_path: Pa
     # sampling again alone (another blend) finds the run's G_src and adapted G by itself
     first = read_image(list_images(outputs["calibrated"].parent / "all")[0])
     again = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
-        "ccn.stages=[sample]", "ccn.sampling.blend_resolution=16"]))
+        "ccn.stages=[sample]", "ccn.sampling.blend_resolution=16", "ccn.sampling.match_colours=true"]))
     assert set(again) == {"calibrated"}
     assert not np.array_equal(read_image(list_images(again["calibrated"].parent / "all")[0]), first)
+    # match_colours: the kept samples now have the exemplars' mean colour; all/ keeps the raw samples
+    kept_mean = folder_statistics(again["calibrated"]).mean
+    assert np.allclose(kept_mean, folder_statistics(synthetic_root / "cartoons").mean, atol=0.02)
+    raw = folder_statistics(again["calibrated"].parent / "all").mean
+    assert np.abs(raw - kept_mean).max() > 0.02
+    assert (again["calibrated"].parent / "kept.colour_map.json").is_file()
 
 
 def test_frozen_layers_stay_fixed_while_the_rest_trains(synthetic_root: Path, tmp_path: Path) -> None:
