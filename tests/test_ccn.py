@@ -230,6 +230,8 @@ def test_all_three_stages_run_from_the_config(synthetic_root: Path, tmp_path: Pa
     raw = folder_statistics(again["calibrated"].parent / "all").mean
     assert np.abs(raw - kept_mean).max() > 0.02
     assert (again["calibrated"].parent / "kept.colour_map.json").is_file()
+    train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + ["ccn.stages=[sample]"]))
+    assert not (again["calibrated"].parent / "kept.colour_map.json").exists()  # no stale map beside raw samples
 
 
 def test_frozen_layers_stay_fixed_while_the_rest_trains(synthetic_root: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from dctnet.ccn.module import CCNModule, build_discriminator, build_generator
-from dctnet.ccn.colour_match import match_sample_colours
+from dctnet.ccn.colour_match import colour_map_path, match_sample_colours
 from dctnet.ccn.sampling import sample_calibrated
 from dctnet.atomic import temporary_beside
 from dctnet.ccn.source import load_source
@@ -142,6 +142,7 @@ def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, car
                                 out_dir, device)
     kept = sum(r.kept for r in records)
     log.info("calibrated samples: %d written, %d kept -> %s", len(records), kept, out_dir / "kept")
+    colour_map_path(out_dir / "kept").unlink(missing_ok=True)  # no earlier run's map beside unmatched samples
     if cfg.ccn.sampling.match_colours:
         match_sample_colours(out_dir / "kept", cfg.data.cartoons)
     return out_dir / "kept"
