@@ -107,17 +107,20 @@ def test_every_sampling_key_changes_the_calibrated_samples(synthetic_root: Path,
     train_ccn(make_config("ccn", tiny_overrides(synthetic_root, adapted) + [
         "ccn.stages=[adapt]", f"ccn.source_checkpoint={source}", "trainer.max_steps=2"]))
 
-    def sample(run: str, extra: list[str]) -> tuple[str, np.ndarray]:
+    def sample(run: str, extra: list[str]) -> tuple[str, np.ndarray, np.ndarray]:
         (tmp_path / run / "ccn" / "adapt").mkdir(parents=True)
         shutil.copy(adapted / "ccn" / "adapt" / "ccn.safetensors", tmp_path / run / "ccn" / "adapt")
         overrides = tiny_overrides(synthetic_root, tmp_path / run) + [
             "ccn.stages=[sample]", f"ccn.source_checkpoint={source}", *SAMPLING_BASE, *extra]
         out = train_ccn(make_config("ccn", overrides))["calibrated"].parent
         manifest = (out / "manifest.csv").read_text()
-        return manifest, np.stack([read_image(p) for p in sorted((out / "all").glob("*.png"))]).astype(int)
+        def stack(folder: Path) -> np.ndarray:
+            return np.stack([read_image(p) for p in sorted(folder.glob("*.png"))]).astype(int)
 
-    def same(a: tuple[str, np.ndarray], b: tuple[str, np.ndarray]) -> bool:
-        return a[0] == b[0] and a[1].shape == b[1].shape and (a[1] == b[1]).all()
+        return manifest, stack(out / "all"), stack(out / "kept")  # kept/: after colour matching
+
+    def same(a: tuple[str, np.ndarray, np.ndarray], b: tuple[str, np.ndarray, np.ndarray]) -> bool:
+        return a[0] == b[0] and all(x.shape == y.shape and (x == y).all() for x, y in zip(a[1:], b[1:]))
 
     base = sample("base", [])
     assert same(sample("again", []), base)
