@@ -289,3 +289,16 @@ def test_pretrained_source_is_cached_and_reused_only_for_the_same_recipe(synthet
     other = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path / "c") + common
                                   + ["ccn.pretrain.lr=0.001"]))["pretrain"]
     assert other == tmp_path / "c" / "ccn" / "pretrain" / "ccn.safetensors" and len(list(cache.glob("*"))) == 2
+
+
+def test_adaptation_only_keys_leave_the_cached_source_key_unchanged(synthetic_root: Path, tmp_path: Path) -> None:
+    """A cached G_src is an hour of CPU at 64 px: keys pretraining never reads must not invalidate it."""
+    from dctnet.ccn.train import KEYS_PRETRAINING_IGNORES, source_cache_key
+
+    base = tiny_overrides(synthetic_root, tmp_path)
+    key = source_cache_key(make_config("ccn", base))
+    assert KEYS_PRETRAINING_IGNORES  # each one below is set on the pretrain node, where it does nothing
+    for name in KEYS_PRETRAINING_IGNORES:
+        value = 3 if name.endswith("cells") else 2.5
+        assert source_cache_key(make_config("ccn", base + [f"ccn.pretrain.{name}={value}"])) == key, name
+    assert source_cache_key(make_config("ccn", base + ["ccn.pretrain.r1=0.5"])) != key  # a key it reads does change it

@@ -3,7 +3,8 @@
 Per iteration: one discriminator update (non-saturating loss, lazy R1 folded into the same step every
 ``r1_every`` iterations, DiffAugment on both real and fake when configured) and one generator update
 (non-saturating loss, style mixing, lazy path-length regularisation, and in ``adapt`` mode a
-differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise). The generator EMA
+differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise, and the colour-layout loss
+that keeps G_src(z)'s coarse colours recoverable from G(z)'s by one affine map). The generator EMA
 is what sampling and export use. Both optimisers are instantiated from the stage's ``optimizer`` node.
 """
 
@@ -18,6 +19,7 @@ import torch
 from dctnet.checkpoints import save_model
 from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
+from dctnet.losses.colour_layout import colour_layout_loss
 from dctnet.losses.diffaugment import diff_augment
 from dctnet.losses.gan import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_regularize
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
@@ -166,12 +168,17 @@ class CCNModule(GANModule):
         g_loss = g_nonsaturating_loss(self.discriminator(self._augment(fake)))
         total = g_loss
         logs["g_loss"] = g_loss.detach()
-        if self.identity is not None and self.source is not None:
+        if self.source is not None and (self.identity is not None or self.stage.colour_layout_weight > 0):
             with torch.no_grad():
                 source_image, _ = self.source(latents, noise=noise, inject_index=inject)
-            identity_loss = (1 - cosine_similarity(self.identity(fake), self.identity(source_image))).mean()
-            total = total + self.stage.identity_weight * identity_loss
-            logs["identity_loss"] = identity_loss.detach()
+            if self.identity is not None:
+                identity_loss = (1 - cosine_similarity(self.identity(fake), self.identity(source_image))).mean()
+                total = total + self.stage.identity_weight * identity_loss
+                logs["identity_loss"] = identity_loss.detach()
+            if self.stage.colour_layout_weight > 0:
+                layout_loss = colour_layout_loss(fake, source_image, self.stage.colour_layout_cells)
+                total = total + self.stage.colour_layout_weight * layout_loss
+                logs["colour_layout_loss"] = layout_loss.detach()
         if self.stage.path_length > 0 and iteration % self.stage.path_every == 0:
             path_batch = max(1, n // self.stage.path_batch_shrink)
             with full_precision(True, real.device):  # a gradient norm against its running mean: fp32

@@ -28,6 +28,9 @@ from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, 
 
 log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
+# Stage-recipe keys added after G_src caches were first written that pretraining never reads (adaptation's
+# losses): left out of the cache key, so a user's cached G_src (an hour of CPU at 64 px) stays valid.
+KEYS_PRETRAINING_IGNORES = ("colour_layout_weight", "colour_layout_cells")
 
 
 def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: Path) -> Path:
@@ -82,8 +85,10 @@ def train_ccn(cfg: DictConfig) -> dict[str, Path]:
 def source_cache_key(cfg: DictConfig) -> str:
     """Hash of everything that determines a pretrained G_src: model, pretrain recipe, photos (names, sizes), seed."""
     photos = [(p.name, p.stat().st_size) for p in list_images(cfg.data.photos)]
-    facts = {"model": OmegaConf.to_container(cfg.ccn.model, resolve=True),
-             "pretrain": OmegaConf.to_container(cfg.ccn.pretrain, resolve=True),
+    pretrain = OmegaConf.to_container(cfg.ccn.pretrain, resolve=True)
+    for key in KEYS_PRETRAINING_IGNORES:
+        pretrain.pop(key, None)
+    facts = {"model": OmegaConf.to_container(cfg.ccn.model, resolve=True), "pretrain": pretrain,
              "max_steps": cfg.trainer.max_steps, "seed": cfg.seed, "max_images": cfg.data.loader.max_images, "photos": photos}
     precision = resolve_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
     if precision != "32-true":  # other numerics train another G_src (fp32 keys stay as they were)
