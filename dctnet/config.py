@@ -164,7 +164,7 @@ class CCNStageConfig:
     ema_rampup: Optional[float] = MISSING  # half-life <= rampup * images seen (StyleGAN2-ADA); null = off
     diffaugment: list[str] = MISSING  # DiffAugment policies: color, translation, cutout
     identity_weight: float = MISSING  # differentiable identity loss G_cartoon(w) vs G_src(w)
-    # G_src's coarse colours must stay recoverable from G_cartoon's by one affine map (dctnet/losses/colour_layout.py)
+    # G_cartoon's coarse colours must stay one affine colour map of G_src's (dctnet/losses/colour_layout.py)
     colour_layout_weight: float = MISSING
     colour_layout_cells: int = MISSING  # cells per side of the coarse colour grid that loss compares
     # parameter-name prefixes or glob patterns kept fixed, e.g. ["style."] or ["*noise.weight"]

@@ -4,7 +4,7 @@ Per iteration: one discriminator update (non-saturating loss, lazy R1 folded int
 ``r1_every`` iterations, DiffAugment on both real and fake when configured) and one generator update
 (non-saturating loss, style mixing, lazy path-length regularisation, and in ``adapt`` mode a
 differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise, and the colour-layout loss
-that keeps G_src(z)'s coarse colours recoverable from G(z)'s by one affine map). The generator EMA
+that keeps G(z)'s coarse colours one affine colour map of G_src(z)'s). The generator EMA
 is what sampling and export use. Both optimisers are instantiated from the stage's ``optimizer`` node.
 """
 

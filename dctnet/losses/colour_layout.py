@@ -45,9 +45,10 @@ def colour_layout_loss(image: torch.Tensor, reference: torch.Tensor, resolution:
         x = _coarse_colours(reference, resolution).detach().view(-1, cells, image.shape[1])
         # The offset may differ per cell position (the style may move the mean image: outlines, a new layout of
         # flat colours); the colour map may not. Each position then counts about alike, weighted by the inverse of
-        # the reference's spread there (floored at a tenth of the mean): else the backgrounds' saturated colours
-        # make most of the variance, and a face's few cells, where skin tones differ, could all be painted alike
-        # for a few percent of the loss (measured on a 64 px G_src: 0.04-0.06 with the whole face repainted).
+        # the reference's spread there (floored at a tenth of the mean): unweighted, the backgrounds' saturated
+        # colours make most of the variance and a face's few cells, where skin tones differ, weigh little.
+        # Measured with either form at weight 3-5 (learning benchmark data): the layout is kept, the skin is still
+        # repainted in the exemplars' tone (README, "Tried in stage 1").
         x, y = x - x.mean(0, keepdim=True), y - y.mean(0, keepdim=True)
         spread = x.pow(2).mean(0).sum(1)  # (cells,)
         weight = (spread + 0.1 * spread.mean() + 1e-8).rsqrt()[None, :, None]
