@@ -186,6 +186,10 @@ class SamplingConfig:
     min_identity: float = MISSING  # also reject samples whose identity similarity is below this
     noise_strength: float = MISSING  # scale of StyleGAN2's per-pixel noise inputs when sampling (0 = none)
     match_colours: bool = MISSING  # one linear colour map gives the kept samples the exemplars' colour statistics
+    # Each sample takes G_src's coarse colours relative to G_src's typical (median) sample, on a source_shading_cells
+    # grid (0 = off, 1 = all of it; dctnet/ccn/source_shading.py)
+    source_shading: float = MISSING
+    source_shading_cells: int = MISSING
     seed: int = MISSING
 
 

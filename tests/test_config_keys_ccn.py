@@ -33,9 +33,11 @@ STAGE_BASE = ["r1_every=1", "path_every=1", "path_length=2.0", "path_batch_shrin
 LIST_CHANGES = {"diffaugment": "[translation]", "freeze": "[]", "mixing": "0.0"}
 # rosinality's channel multiplier widens the 64 px and larger layers only, and only below the width cap.
 MODEL_CONTEXT = {"channel_multiplier": ["ccn.model.size=64", "ccn.model.channel_max=300"]}
-# Sampling: truncation below 1 so the mean latent is used; batch_size must change nothing (checked below).
-SAMPLING_BASE = ["ccn.sampling.truncation=0.7", "ccn.sampling.min_identity=-1.0", "ccn.sampling.blend_width=0.0"]
-SAMPLING_CHANGES = {"min_identity": "1.0", "blend_width": "0.5", "noise_strength": "0.0"}
+# Sampling: truncation below 1 so the mean latent is used, source shading on so that its grid acts; batch_size must
+# change nothing (checked below).
+SAMPLING_BASE = ["ccn.sampling.truncation=0.7", "ccn.sampling.min_identity=-1.0", "ccn.sampling.blend_width=0.0",
+                 "ccn.sampling.source_shading=0.5"]
+SAMPLING_CHANGES = {"min_identity": "1.0", "blend_width": "0.5", "noise_strength": "0.0", "source_shading": "1.0"}
 
 
 def _leaves(node, prefix: str) -> dict:

@@ -7,7 +7,9 @@ log2-resolution. Each sample keeps its seed; its identity similarity to the G_sr
 same latent and noise, and the cartoon discriminator's score, rank it; the best ``keep_fraction``
 (and only those above ``min_identity``) are kept. The official code leaves this to hand-picking.
 ``noise_strength`` scales the per-pixel noise inputs: G_src learnt to spend them on photo grain, which
-the adapted G keeps drawing as speckle on flat cartoon colours; 0 draws without it.
+the adapted G keeps drawing as speckle on flat cartoon colours; 0 draws without it. ``source_shading > 0``
+carries each latent's coarse colours relative to G_src's typical sample into its cartoon
+(dctnet/ccn/source_shading.py): adaptation repaints every face in the exemplars' colours.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from dctnet.ccn.module import make_noise
+from dctnet.ccn.source_shading import SourceShading
 from dctnet.config import SamplingConfig
 from dctnet.atomic import csv_text, write_text_atomic
 from dctnet.data.decode import to_uint8, write_image
@@ -62,6 +65,11 @@ def blend_generators(source: Generator, cartoon: Generator, resolution: int, wid
     return blended.eval()
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index``'s latent and noise: the same sample whatever the batch size."""
+    return seed * 1_000_003 + index
+
+
 @dataclass
 class SampleRecord:
     file: str
@@ -97,27 +105,40 @@ def sample_calibrated(
     blended = blend_generators(source, cartoon, cfg.blend_resolution, cfg.blend_width).to(device)
     torch.manual_seed(cfg.seed)
     mean_w = blended.mean_latent(cfg.mean_latents)
-    records: list[SampleRecord] = []
-    for start in range(0, cfg.count, cfg.batch_size):
-        indices = list(range(start, min(start + cfg.batch_size, cfg.count)))
-        seeds = [cfg.seed * 1_000_003 + i for i in indices]
+    starts = range(0, cfg.count, cfg.batch_size)
+    batches = [list(range(start, min(start + cfg.batch_size, cfg.count))) for start in starts]
+
+    def draw(indices: list[int], with_source: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The blended (and, if asked, G_src's) images of these sample indices, each from its own seed."""
+        seeds = [sample_seed(cfg.seed, i) for i in indices]
         z = torch.stack([torch.randn(blended.style_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
         z = z.to(device)
-        # each sample's noise from its own seed, as its latent: sample i is the same whatever the batch size
+        # each sample's noise from its own seed, as its latent
         per_sample = [make_noise(blended, 1, device, rng=torch.Generator().manual_seed(s)) for s in seeds]
         noise = [torch.cat(maps) * cfg.noise_strength for maps in zip(*per_sample)]
-        image, _ = blended([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)
-        image = image.clamp(-1, 1)
+        image = blended([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)[0].clamp(-1, 1)
+        if not with_source:
+            return image, None
+        return image, source([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)[0].clamp(-1, 1)
+
+    shading = None
+    if cfg.source_shading > 0:  # a first pass over the same latents: both generators' typical coarse colours
+        shading = SourceShading.fit((draw(indices, True) for indices in batches), cfg.source_shading_cells,
+                                    cfg.source_shading)
+    records: list[SampleRecord] = []
+    for indices in batches:
+        image, reference = draw(indices, identity is not None or shading is not None)
+        if shading is not None:
+            image = shading.apply(image, reference)
         if identity is not None:
-            reference, _ = source([z], truncation=cfg.truncation, truncation_latent=mean_w, noise=noise)
-            similarity = cosine_similarity(identity(image), identity(reference.clamp(-1, 1))).cpu().numpy()
+            similarity = cosine_similarity(identity(image), identity(reference)).cpu().numpy()
         else:
             similarity = np.full(len(indices), np.nan)
         d_score = discriminator(image).flatten().cpu().numpy() if discriminator is not None else np.zeros(len(indices))
-        for k, (i, seed, picture) in enumerate(zip(indices, seeds, to_uint8(image))):
+        for k, (i, picture) in enumerate(zip(indices, to_uint8(image))):
             name = f"{i:06d}.png"
             write_image(out_dir / "all" / name, picture)
-            records.append(SampleRecord(name, seed, i, float(similarity[k]), float(d_score[k])))
+            records.append(SampleRecord(name, sample_seed(cfg.seed, i), i, float(similarity[k]), float(d_score[k])))
     _filter(records, cfg)
     (out_dir / "kept").mkdir(parents=True, exist_ok=True)
     for record in records:
