@@ -56,12 +56,17 @@ def train_method_and_ablations(extra: list[str], experiment: str | None = "demo"
     run_dir = Path(base.run_dir)
     calibrated = train_ccn(base)["calibrated"]
     log.info("stage 1 done in %.0f s: %s", time.time() - start, calibrated)
+    # Every method reads the run's data (data.root may follow run_dir, which an ablation moves: without this each
+    # ablation regenerated the synthetic set in its own folder).
+    data = f"data.root={base.data.root}"
     recipes = {
         "dctnet": [f"ttn.cartoons={calibrated}"],
-        "ccn_none": [f"run_dir={run_dir}/ablations/ccn_none", "ttn.extra_cartoons=[]"],
-        "no_gem": [f"ttn.cartoons={calibrated}", "data/gem=none", f"run_dir={run_dir}/ablations/no_gem"],
+        "ccn_none": [f"run_dir={run_dir}/ablations/ccn_none", "ttn.extra_cartoons=[]", data],
+        "no_gem": [f"ttn.cartoons={calibrated}", "data/gem=none", f"run_dir={run_dir}/ablations/no_gem", data],
     }
-    models = {name: train_ttn(_config([*recipes[name], *extra], experiment, resume)) for name in ("dctnet", *ablations)}
+    # the recipe after the caller's overrides: an ablation's own run_dir wins over a run_dir=... given for the
+    # whole run (which once sent every ablation's model to the same folder, each overwriting the last)
+    models = {name: train_ttn(_config([*extra, *recipes[name]], experiment, resume)) for name in ("dctnet", *ablations)}
     log.info("stage 2 and ablations done after %.0f s", time.time() - start)
     return Path(calibrated), models
 

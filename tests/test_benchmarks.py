@@ -24,3 +24,36 @@ def test_benchmark_script_imports_and_has_a_main(script: Path, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
+
+
+def _learning_module(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("benchmark_learning_sets", BENCHMARKS / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_benchmark_test_sets(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All pairs, the attribute subset, the shifted copy and the first-N set Toonify is scored on, each a pair of
+    folders with the same file names; a rerun with fewer pairs leaves no earlier run's files behind."""
+    import csv
+
+    learning = _learning_module(monkeypatch)
+    monkeypatch.setattr(learning, "TOONIFY_PAIRS", 3)
+    (tmp_path / "out" / "sets" / "first" / "photos").mkdir(parents=True)
+    (tmp_path / "out" / "sets" / "first" / "photos" / "stale.png").write_bytes(b"from an earlier run")
+    sets = learning.test_sets(synthetic_root, tmp_path / "out", "long_hair")
+    names = lambda folder: sorted(p.name for p in folder.iterdir())  # noqa: E731
+    everything = names(synthetic_root / "test_photos")
+    everything = [n for n in everything if n.endswith(".png")]
+    with open(synthetic_root / "test_photos" / "faces.csv") as handle:
+        with_attribute = sorted(r["file"] for r in csv.DictReader(handle) if r["long_hair"] == "True")
+    assert 0 < len(with_attribute) < len(everything)  # the fixture's seed gives a proper subset
+    expected = {"all": everything, "with long_hair": with_attribute, "geometry-shifted": everything,
+                learning.TOONIFY_SET: everything[:3]}
+    assert list(sets) == list(expected)
+    for name, (photos, targets) in sets.items():
+        pngs = lambda folder: [n for n in names(folder) if n.endswith(".png") or n == "stale.png"]  # noqa: E731
+        assert pngs(photos) == pngs(targets) == expected[name], name

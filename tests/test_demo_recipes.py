@@ -1,0 +1,35 @@
+"""The demo and the learning benchmark train each method in its own folder, on the run's one data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dctnet.demo as demo
+
+
+@pytest.mark.parametrize("extra", [[], ["run_dir=/tmp/elsewhere", "data.synthetic.generate=false"]])
+def test_each_method_trains_in_its_own_folder_on_the_runs_data(extra: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given ``run_dir=...`` for the whole run, the ablations once trained into the full method's folder, each
+    overwriting the last model; and each ablation read (or generated) its data under its own folder."""
+    trained = {}
+
+    def fake_ccn(cfg):
+        return {"calibrated": Path(cfg.run_dir) / "ccn" / "calibrated" / "kept"}
+
+    def fake_ttn(cfg):
+        trained[str(cfg.run_dir)] = cfg
+        return Path(cfg.run_dir) / "ttn" / "ttn.safetensors"
+
+    monkeypatch.setattr("dctnet.ccn.train.train_ccn", fake_ccn)
+    monkeypatch.setattr("dctnet.ttn.train.train_ttn", fake_ttn)
+    calibrated, models = demo.train_method_and_ablations(extra, "learning")
+    run_dir = Path(extra[0].split("=", 1)[1]) if extra else Path("outputs/learning")
+    assert {name: Path(path).parents[1] for name, path in models.items()} == {
+        "dctnet": run_dir, "ccn_none": run_dir / "ablations" / "ccn_none", "no_gem": run_dir / "ablations" / "no_gem"}
+    assert {cfg.data.root for cfg in trained.values()} == {str(run_dir / "data")}
+    dctnet, ccn_none, no_gem = (trained[str(Path(p).parents[1])] for p in models.values())
+    assert dctnet.ttn.cartoons == no_gem.ttn.cartoons == str(calibrated)
+    assert list(ccn_none.ttn.extra_cartoons) == [] and ccn_none.ttn.cartoons is None
+    assert dctnet.data.gem.enabled and ccn_none.data.gem.enabled and not no_gem.data.gem.enabled
