@@ -9,7 +9,8 @@ evaluate.py's metrics (95 % bootstrap intervals) on
 - a geometry-shifted copy of the test pairs (rotated, scaled, off-centre: what GEM is for),
 - the first 200 pairs, the only set Toonify is scored on (it projects each photo: minutes per hundred),
 and counts attributes (coverage) in the photos, G_src's samples, the exemplars and the calibrated samples.
-Writes ``docs/learning.md`` and its grids under ``docs/learning/``. About 30-45 min on 2 cores.
+Writes ``docs/learning.md`` and its grids under ``docs/learning/``. About 60 min on 2 cores (58 on a 2-core Xeon:
+training 32, scoring 1000 pairs on three sets 26).
 
     python benchmarks/learning.py [hydra overrides, e.g. ttn.steps=200 for a quick look]
     python benchmarks/learning.py --score-only   # re-score the models of the last run, no training
