@@ -16,23 +16,20 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if p.name != "common.py")
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_benchmark_script_imports_and_has_a_main(script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _load(script: Path, monkeypatch: pytest.MonkeyPatch):
+    """Import a benchmark script as a module (benchmarks/ is not a package; its scripts import common.py)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
-    assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
-
-
-def _learning_module(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("benchmark_learning_sets", BENCHMARKS / "learning.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_benchmark_script_imports_and_has_a_main(script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _load(script, monkeypatch)
+    assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
 
 
 def test_learning_benchmark_test_sets(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +37,7 @@ def test_learning_benchmark_test_sets(synthetic_root: Path, tmp_path: Path, monk
     folders with the same file names; a rerun with fewer pairs leaves no earlier run's files behind."""
     import csv
 
-    learning = _learning_module(monkeypatch)
+    learning = _load(BENCHMARKS / "learning.py", monkeypatch)
     monkeypatch.setattr(learning, "TOONIFY_PAIRS", 3)
     (tmp_path / "out" / "sets" / "first" / "photos").mkdir(parents=True)
     (tmp_path / "out" / "sets" / "first" / "photos" / "stale.png").write_bytes(b"from an earlier run")
