@@ -91,7 +91,7 @@ def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: 
     import torch
 
     from dctnet.config import IdentityConfig, config_node
-    from dctnet.metrics.evaluate import identity_similarities, source_alignments
+    from dctnet.metrics.evaluate import identity_embeddings, identity_similarities, source_alignments
     from dctnet.models.face import build_identity_network
 
     astronaut = cv2.resize(skimage.data.astronaut(), (256, 256))
@@ -102,10 +102,12 @@ def test_identity_on_aligned_real_faces_counts_sources_without_a_face(tmp_path: 
     assert [m is None for m in alignments] == [False, False, True]
     torch.manual_seed(0)
     identity = build_identity_network(config_node("identity", IdentityConfig, pretrained=False))
-    same = identity_similarities(sources, sources, identity, alignments, 160)
+    source_embeddings = identity_embeddings(sources, identity, alignments, 160)
+    assert len(source_embeddings) == 2  # one per source with a face
+    same = identity_similarities(sources, source_embeddings, identity, alignments, 160)
     assert np.isnan(same[2]) and np.allclose(same[:2], 1.0, atol=1e-5)
     noisy = np.clip(sources.astype(int) + np.random.default_rng(0).integers(-60, 60, sources.shape), 0, 255)
-    changed = identity_similarities(noisy.astype(np.uint8), sources, identity, alignments, 160)
+    changed = identity_similarities(noisy.astype(np.uint8), source_embeddings, identity, alignments, 160)
     assert np.isnan(changed[2]) and (changed[:2] < same[:2]).all()
 
 

@@ -15,6 +15,7 @@ from dctnet.data.decode import write_image
 from dctnet.metrics.evaluate import (
     BUILTIN_BASELINES,
     cartoon_filter,
+    identity_embeddings,
     load_folder,
     load_matched,
     score_method,
@@ -63,6 +64,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
     face_size = int(cfg.identity.input_size)  # faces are aligned to the identity network's input
     alignments = source_alignments(sources, face_size) if identity is not None and ev.align_faces else None
     missing = sum(m is None for m in alignments) if alignments is not None else 0
+    source_embeddings = identity_embeddings(sources, identity, alignments, face_size) if identity is not None else None
     methods: dict[str, Path | None] = {}
     for baseline in ev.baselines:
         if baseline not in BUILTIN_BASELINES:
@@ -91,7 +93,7 @@ def run_evaluation(cfg: DictConfig) -> Path:
             outputs = load_matched(folder, names, size)
         log.info("scoring %s (%d images)", method, len(outputs))
         results[method] = score_method(outputs, sources, reference_features, targets, features, identity, perceptual,
-                                       ev.bootstrap, alignments, face_size)
+                                       ev.bootstrap, alignments, face_size, source_embeddings)
         grids[method] = outputs
     if targets is not None:
         grids["paired target"] = targets
