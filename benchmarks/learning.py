@@ -46,6 +46,7 @@ from dctnet.ccn.train import source_generator_path  # noqa: E402
 from dctnet.demo import TRAINED_ON, _config, train_method_and_ablations  # noqa: E402
 from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
+from dctnet.metrics.evaluate import paired_difference, read_per_image  # noqa: E402
 from dctnet.metrics.provenance import write_provenance  # noqa: E402
 from dctnet.metrics.run import run_evaluation  # noqa: E402
 from dctnet.precision import cpu_features  # noqa: E402
@@ -62,6 +63,10 @@ PROJECTING = {"toonify"}  # methods scored on TOONIFY_SET only
 # The tables show paired L1, SSIM, LPIPS and FID: identity similarity, the costliest metric (a FaceNet pass per
 # image), is left to evaluate.py and the demo's report.
 SCORING = ["identity.network=none"]
+# The calibration claim, tested on the same images: the full method's per-image gap to the ablation without
+# calibrated samples, with a paired bootstrap interval (narrower than either method's own interval).
+COMPARED = ("dctnet", "ccn_none")
+COMPARED_METRICS = {"paired_l1": "paired L1", "paired_lpips": "paired LPIPS"}
 
 
 def shifted_pair(photo: np.ndarray, cartoon: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +148,7 @@ def coverage_table(data_root: Path, calibrated: Path, size: int, skin_tones: boo
 
 
 def markdown(results: dict[str, dict], coverage: tuple[list[str], dict[str, dict[str, float]]], header: list[str],
-             grids: dict[str, str]) -> str:
+             grids: dict[str, str], differences: dict[str, dict[str, dict]] | None = None) -> str:
     def cell(value: dict | None) -> str:
         return "—" if value is None else f"{value['mean']:.4f} [{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
 
@@ -155,6 +160,11 @@ def markdown(results: dict[str, dict], coverage: tuple[list[str], dict[str, dict
         for method, m in methods.items():
             lines.append(f"| {method} | {cell(m.get('paired_l1'))} | {m['paired_l1']['mean'] / base:.2f} | "
                          f"{cell(m.get('paired_ssim'))} | {cell(m.get('paired_lpips'))} | {m.get('fid', float('nan')):.1f} |")
+        if differences and name in differences:
+            method, other = COMPARED
+            lines += ["", f"Paired difference {method} - {other} on the same images (mean, 95 % bootstrap): "
+                      + "; ".join(f"{COMPARED_METRICS[k]} {v['mean']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]"
+                                  for k, v in differences[name].items())]
         lines += ["", f"![{name}]({grids[name]})", ""]
     names, table = coverage
     lines += ["## Attribute coverage (fraction of images showing each attribute)", "",
@@ -199,7 +209,7 @@ def main(argv: list[str]) -> None:
     (docs / "learning").mkdir(parents=True, exist_ok=True)
     stylizers = {name: load_baseline(model) if name in BASELINES else load_stylizer(model)
                  for name, model in models.items()}
-    results, grids, projection = {}, {}, {}
+    results, grids, projection, differences = {}, {}, {}, {}
     made_how = {**TRAINED_ON, **{b: trained_on(_config([f"baseline={b}", *argv], EXPERIMENT)) for b in BASELINES}}
     attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
     for name, (photos, targets) in test_sets(data_root, run_dir / "benchmark", attribute).items():
@@ -226,6 +236,10 @@ def main(argv: list[str]) -> None:
         report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
                                          *methods, f"evaluate.out_dir={out / 'eval'}", *SCORING], EXPERIMENT))
         results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
+        if set(COMPARED) <= set(methods_here):
+            per_image = read_per_image(report.parent)
+            differences[name] = {k: paired_difference(per_image, *COMPARED, k, int(base.evaluate.bootstrap))
+                                 for k in COMPARED_METRICS}
         shutil.copy2(report.parent / "grid.png", docs / "learning" / f"{slug}.png")
         grids[name] = f"learning/{slug}.png"
     coverage = coverage_table(data_root, calibrated, base.data.size, base.data.synthetic.skin_tones,
@@ -251,7 +265,7 @@ def main(argv: list[str]) -> None:
               "- grid rows: source photos, identity, cartoon_filter, " + ", ".join(stylizers) + ", paired target",
               f"- {', '.join(sorted(PROJECTING))}: scored on the {TOONIFY_SET} only (it projects each photo into G_src, "
               "which draws aligned faces; minutes per hundred photos)"]
-    (docs / "learning.md").write_text(markdown(results, coverage, header, grids))
+    (docs / "learning.md").write_text(markdown(results, coverage, header, grids, differences))
     print((docs / "learning.md").read_text())
 
 

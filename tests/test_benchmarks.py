@@ -52,3 +52,18 @@ def test_learning_benchmark_test_sets(synthetic_root: Path, tmp_path: Path, monk
     assert list(sets) == list(expected)
     for name, (photos, targets) in sets.items():
         assert pngs(photos) == pngs(targets) == expected[name], name
+
+
+def test_learning_report_states_the_paired_difference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calibration claim's test: the table of a set is followed by dctnet - ccn_none on the same images."""
+    learning = _load(BENCHMARKS / "learning.py", monkeypatch)
+    cell = lambda mean: {"mean": mean, "ci_low": mean - 0.001, "ci_high": mean + 0.001, "count": 10}  # noqa: E731
+    methods = {m: {"paired_l1": cell(l1), "paired_ssim": cell(0.5), "paired_lpips": cell(0.05), "fid": 1.0}
+               for m, l1 in (("identity", 0.14), ("dctnet", 0.078), ("ccn_none", 0.079))}
+    gap = {"paired_l1": {"mean": -0.0008, "ci_low": -0.0011, "ci_high": -0.0005},
+           "paired_lpips": {"mean": -0.001, "ci_low": -0.0014, "ci_high": -0.0006}}
+    text = learning.markdown({"all": methods}, (["dark_skin"], {"photos": {"dark_skin": 0.25}}), ["- header"],
+                             {"all": "learning/all.png"}, {"all": gap})
+    assert ("Paired difference dctnet - ccn_none on the same images (mean, 95 % bootstrap): "
+            "paired L1 -0.0008 [-0.0011, -0.0005]; paired LPIPS -0.0010 [-0.0014, -0.0006]") in text
+    assert text.index("| ccn_none |") < text.index("Paired difference") < text.index("![all]")

@@ -14,6 +14,7 @@ from dctnet.data.decode import list_images, read_image, write_image
 from dctnet.data.synthetic import ATTRIBUTES
 from dctnet.metrics.coverage import labelled_portraits, train_coverage_model
 from dctnet.metrics.distances import bootstrap_interval, feature_statistics, frechet_distance, kernel_distance
+from dctnet.metrics.evaluate import paired_difference, read_per_image
 from dctnet.metrics.run import run_evaluation
 
 
@@ -76,6 +77,17 @@ def test_report_on_crafted_methods(synthetic_root: Path, tmp_path: Path, eval_co
     text = report.read_text()
     assert "| perfect |" in text and "grid.png" in text and (report.parent / "grid.png").is_file()
     assert (report.parent / "metrics.csv").read_text().count("\n") == 5
+    # per-image values: their means are the table's, and the paired difference of two methods is their gap
+    per_image = read_per_image(report.parent)
+    assert set(per_image) == set(methods) and len(per_image["shuffled"]["paired_l1"]) == len(targets)
+    for method, values in per_image.items():
+        for metric, array in values.items():
+            assert np.nanmean(array) == pytest.approx(methods[method][metric]["mean"], abs=1e-6)
+    gap = paired_difference(per_image, "perfect", "shuffled", "paired_l1", bootstrap=200)
+    assert gap["mean"] == pytest.approx(-methods["shuffled"]["paired_l1"]["mean"], abs=1e-6)
+    assert gap["ci_high"] < 0  # every image's output is closer to its target than a shuffled one
+    same = paired_difference(per_image, "shuffled", "shuffled", "paired_l1")
+    assert same["mean"] == same["ci_low"] == same["ci_high"] == 0
 
 
 def test_missing_outputs_are_reported_clearly(tmp_path: Path, synthetic_root: Path, eval_config) -> None:

@@ -9,6 +9,7 @@ bootstrap interval. Built-in baselines: ``identity`` (the input unchanged) and `
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -130,8 +131,15 @@ def score_method(outputs: np.ndarray, sources: np.ndarray, reference_features: n
                  source_embeddings: torch.Tensor | None = None) -> dict[str, Any]:
     """All metrics of one method (outputs aligned with sources and, if given, targets).
 
-    ``source_embeddings``: the sources' ``identity_embeddings``, computed here when not given."""
+    ``source_embeddings``: the sources' ``identity_embeddings``, computed here when not given. Besides each metric's
+    summary, ``result["per_image"]`` holds the per-image values (``write_report`` puts them in per_image.csv)."""
     result: dict[str, Any] = {}
+    per_image: dict[str, np.ndarray] = {}
+
+    def keep(name: str, values: np.ndarray) -> dict[str, float]:
+        per_image[name] = values
+        return summarise(values, bootstrap)
+
     out_features = features(outputs)
     mu, sigma = feature_statistics(out_features)
     ref_mu, ref_sigma = feature_statistics(reference_features)
@@ -144,18 +152,19 @@ def score_method(outputs: np.ndarray, sources: np.ndarray, reference_features: n
         if source_embeddings is None:
             source_embeddings = identity_embeddings(sources, identity, alignments, face_size)
         sims = identity_similarities(outputs, source_embeddings, identity, alignments, face_size)
-        result["identity"] = summarise(sims, bootstrap)
+        result["identity"] = keep("identity", sims)
         result["identity"]["faces_not_found"] = int(np.isnan(sims).sum())
     if perceptual is not None:
-        result["lpips_source"] = summarise(perceptual(out_t, src_t).flatten().numpy(), bootstrap)
+        result["lpips_source"] = keep("lpips_source", perceptual(out_t, src_t).flatten().numpy())
     if targets is not None:
         tgt_t = _to_tensor(targets)
-        result["paired_l1"] = summarise((out_t - tgt_t).abs().mean((1, 2, 3)).numpy() / 2, bootstrap)
+        result["paired_l1"] = keep("paired_l1", (out_t - tgt_t).abs().mean((1, 2, 3)).numpy() / 2)
         ssim = structural_similarity_index_measure((out_t + 1) / 2, (tgt_t + 1) / 2, data_range=1.0,
                                                    reduction="none").numpy()
-        result["paired_ssim"] = summarise(ssim, bootstrap)
+        result["paired_ssim"] = keep("paired_ssim", ssim)
         if perceptual is not None:
-            result["paired_lpips"] = summarise(perceptual(out_t, tgt_t).flatten().numpy(), bootstrap)
+            result["paired_lpips"] = keep("paired_lpips", perceptual(out_t, tgt_t).flatten().numpy())
+    result["per_image"] = per_image
     return result
 
 
@@ -171,10 +180,42 @@ COLUMNS = [("fid", "FID ↓"), ("kid", "KID ↓"), ("identity", "identity ↑"),
            ("paired_l1", "paired L1 ↓"), ("paired_ssim", "paired SSIM ↑"), ("paired_lpips", "paired LPIPS ↓")]
 
 
+def per_image_table(results: dict[str, dict[str, Any]], names: list[str]) -> str:
+    """per_image.csv: one row per (method, image) with each per-image metric, for paired comparisons of methods."""
+    metrics = sorted({k for m in results.values() for k in m.get("per_image", {})})
+    rows = [[method, name, *[m["per_image"][k][i] if k in m.get("per_image", {}) else "" for k in metrics]]
+            for method, m in results.items() for i, name in enumerate(names)]
+    return csv_text(["method", "image", *metrics], rows)
+
+
+def read_per_image(out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{method: {metric: values in image order}}`` from an evaluation's per_image.csv."""
+    values: dict[str, dict[str, list[float]]] = {}
+    with open(Path(out_dir) / "per_image.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            method = values.setdefault(row.pop("method"), {})
+            row.pop("image")
+            for metric, value in row.items():
+                method.setdefault(metric, []).append(float(value) if value != "" else float("nan"))
+    return {m: {k: np.asarray(v) for k, v in metrics.items()} for m, metrics in values.items()}
+
+
+def paired_difference(values: dict[str, dict[str, np.ndarray]], method: str, other: str, metric: str,
+                      bootstrap: int = 1000) -> dict[str, float]:
+    """Mean per-image ``method - other`` of ``metric`` on the same images, with a 95 % bootstrap interval.
+
+    Two methods scored on the same test images share each image's difficulty, so the interval of their paired
+    difference is much narrower than either method's own: whether it excludes 0 is the test of a small gain."""
+    return summarise(values[method][metric] - values[other][metric], bootstrap)
+
+
 def write_report(results: dict[str, dict[str, Any]], header: dict[str, str], out_dir: Path,
-                 grid_rows: dict[str, np.ndarray], sources: np.ndarray) -> Path:
-    """metrics.json, metrics.csv, grid.png and report.md (table + picture) in ``out_dir``."""
+                 grid_rows: dict[str, np.ndarray], sources: np.ndarray, names: list[str] | None = None) -> Path:
+    """metrics.json, metrics.csv, per_image.csv (with ``names``), grid.png and report.md in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if names is not None:
+        write_text_atomic(out_dir / "per_image.csv", per_image_table(results, names))
+    results = {method: {k: v for k, v in m.items() if k != "per_image"} for method, m in results.items()}
     write_text_atomic(out_dir / "metrics.json", json.dumps({"header": header, "methods": results}, indent=2) + "\n")
     table = [[method, *[metrics[k]["mean"] if isinstance(metrics.get(k), dict) else metrics.get(k, "")
                         for k, _ in COLUMNS]] for method, metrics in results.items()]
@@ -189,6 +230,8 @@ def write_report(results: dict[str, dict[str, Any]], header: dict[str, str], out
               "| method | " + " | ".join(t for _, t in present) + " |", "|---" * (len(present) + 1) + "|"]
     for method, metrics in results.items():
         lines.append(f"| {method} | " + " | ".join(_cell(metrics.get(k)) for k, _ in present) + " |")
+    if names is not None:
+        lines += ["", "Per-image values (for paired comparisons of two methods on the same images): `per_image.csv`."]
     lines += ["", "Rows of `grid.png`: source photos, then " + ", ".join(grid_rows) + ".", "", "![grid](grid.png)", ""]
     path = out_dir / "report.md"
     return write_text_atomic(path, "\n".join(lines))

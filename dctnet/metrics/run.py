@@ -110,4 +110,4 @@ def run_evaluation(cfg: DictConfig) -> Path:
     for method, folder in methods.items():
         if folder is not None:
             header[f"{method} made by"] = describe_provenance(folder)
-    return write_report(results, header, out_dir, grids, sources)
+    return write_report(results, header, out_dir, grids, sources, names)
