@@ -64,7 +64,7 @@ PROJECTING = {"toonify"}  # methods scored on TOONIFY_SET only
 # image), is left to evaluate.py and the demo's report.
 SCORING = ["identity.network=none"]
 # The calibration claim, tested on the same images: the full method's per-image gap to the ablation without
-# calibrated samples, with a paired bootstrap interval (narrower than either method's own interval).
+# calibrated samples, with a paired bootstrap interval (each image's difficulty cancels in the difference).
 COMPARED = ("dctnet", "ccn_none")
 COMPARED_METRICS = {"paired_l1": "paired L1", "paired_lpips": "paired LPIPS"}
 

@@ -204,8 +204,8 @@ def paired_difference(values: dict[str, dict[str, np.ndarray]], method: str, oth
                       bootstrap: int = 1000) -> dict[str, float]:
     """Mean per-image ``method - other`` of ``metric`` on the same images, with a 95 % bootstrap interval.
 
-    Two methods scored on the same test images share each image's difficulty, so the interval of their paired
-    difference is much narrower than either method's own: whether it excludes 0 is the test of a small gain."""
+    Two methods scored on the same test images share each image's difficulty, which cancels in their paired
+    difference: whether its interval excludes 0 is the test of a small gain."""
     return summarise(values[method][metric] - values[other][metric], bootstrap)
 
 
