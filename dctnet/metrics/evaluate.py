@@ -131,8 +131,9 @@ def score_method(outputs: np.ndarray, sources: np.ndarray, reference_features: n
                  source_embeddings: torch.Tensor | None = None) -> dict[str, Any]:
     """All metrics of one method (outputs aligned with sources and, if given, targets).
 
-    ``source_embeddings``: the sources' ``identity_embeddings``, computed here when not given. Besides each metric's
-    summary, ``result["per_image"]`` holds the per-image values (``write_report`` puts them in per_image.csv)."""
+    ``source_embeddings``: the sources' ``identity_embeddings`` (needed with ``identity``; run_evaluation computes them
+    once for every method). Besides each metric's summary, ``result["per_image"]`` holds the per-image values
+    (``write_report`` puts them in per_image.csv)."""
     result: dict[str, Any] = {}
     per_image: dict[str, np.ndarray] = {}
 
@@ -149,8 +150,6 @@ def score_method(outputs: np.ndarray, sources: np.ndarray, reference_features: n
     result["kid"], result["kid_std"] = kid_mean, kid_std
     out_t, src_t = _to_tensor(outputs), _to_tensor(sources)
     if identity is not None:
-        if source_embeddings is None:
-            source_embeddings = identity_embeddings(sources, identity, alignments, face_size)
         sims = identity_similarities(outputs, source_embeddings, identity, alignments, face_size)
         result["identity"] = keep("identity", sims)
         result["identity"]["faces_not_found"] = int(np.isnan(sims).sum())
@@ -210,11 +209,11 @@ def paired_difference(values: dict[str, dict[str, np.ndarray]], method: str, oth
 
 
 def write_report(results: dict[str, dict[str, Any]], header: dict[str, str], out_dir: Path,
-                 grid_rows: dict[str, np.ndarray], sources: np.ndarray, names: list[str] | None = None) -> Path:
-    """metrics.json, metrics.csv, per_image.csv (with ``names``), grid.png and report.md in ``out_dir``."""
+                 grid_rows: dict[str, np.ndarray], sources: np.ndarray, names: list[str]) -> Path:
+    """metrics.json, metrics.csv, per_image.csv (rows named by ``names``, the sources' stems), grid.png and report.md
+    in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if names is not None:
-        write_text_atomic(out_dir / "per_image.csv", per_image_table(results, names))
+    write_text_atomic(out_dir / "per_image.csv", per_image_table(results, names))
     results = {method: {k: v for k, v in m.items() if k != "per_image"} for method, m in results.items()}
     write_text_atomic(out_dir / "metrics.json", json.dumps({"header": header, "methods": results}, indent=2) + "\n")
     table = [[method, *[metrics[k]["mean"] if isinstance(metrics.get(k), dict) else metrics.get(k, "")
@@ -230,8 +229,7 @@ def write_report(results: dict[str, dict[str, Any]], header: dict[str, str], out
               "| method | " + " | ".join(t for _, t in present) + " |", "|---" * (len(present) + 1) + "|"]
     for method, metrics in results.items():
         lines.append(f"| {method} | " + " | ".join(_cell(metrics.get(k)) for k, _ in present) + " |")
-    if names is not None:
-        lines += ["", "Per-image values (for paired comparisons of two methods on the same images): `per_image.csv`."]
+    lines += ["", "Per-image values (for paired comparisons of two methods on the same images): `per_image.csv`."]
     lines += ["", "Rows of `grid.png`: source photos, then " + ", ".join(grid_rows) + ".", "", "![grid](grid.png)", ""]
     path = out_dir / "report.md"
     return write_text_atomic(path, "\n".join(lines))
