@@ -7,6 +7,7 @@ as when the TTN wrapper became ``dctnet.models.unet.TTN``.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -67,3 +68,25 @@ def test_learning_report_states_the_paired_difference(monkeypatch: pytest.Monkey
     assert ("Paired difference dctnet - ccn_none on the same images (mean, 95 % bootstrap): "
             "paired L1 -0.0008 [-0.0011, -0.0005]; paired LPIPS -0.0010 [-0.0014, -0.0006]") in text
     assert text.index("| ccn_none |") < text.index("Paired difference") < text.index("![all]")
+
+
+def test_coverage_ceiling_set_is_g_src_samples_matched_like_the_calibrated_ones(
+        synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ceiling row: a colour-matched copy of G_src's samples with the exemplars' colour statistics, the
+    originals untouched, and no file of an earlier run left in the copy."""
+    import numpy as np
+
+    from dctnet.ccn.colour_match import folder_statistics
+
+    learning = _load(BENCHMARKS / "learning.py", monkeypatch)
+    samples = tmp_path / "g_src_samples"
+    shutil.copytree(synthetic_root / "photos", samples)
+    before = {p.name: p.read_bytes() for p in samples.glob("*.png")}
+    stale = tmp_path / "g_src_samples_colour_matched" / "stale.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"from an earlier run")
+    copy = learning.colour_matched_copy(samples, synthetic_root / "cartoons")
+    assert {p.name: p.read_bytes() for p in samples.glob("*.png")} == before
+    assert sorted(p.name for p in copy.glob("*.png")) == sorted(before)
+    matched, exemplars, original = (folder_statistics(f) for f in (copy, synthetic_root / "cartoons", samples))
+    assert np.abs(matched.mean - exemplars.mean).max() < 0.02 < np.abs(original.mean - exemplars.mean).max()
