@@ -8,7 +8,8 @@ evaluate.py's metrics (95 % bootstrap intervals) on
 - the attribute subset (test faces with the attribute no exemplar shows),
 - a geometry-shifted copy of the test pairs (rotated, scaled, off-centre: what GEM is for),
 - the first 200 pairs, the only set Toonify is scored on (it projects each photo: minutes per hundred),
-and counts attributes (coverage) in the photos, G_src's samples, the exemplars and the calibrated samples.
+and counts attributes (coverage) in the photos, G_src's samples (also colour-matched to the exemplars as stage 1
+matches its kept samples: the ceiling for calibrated samples), the exemplars and the calibrated samples.
 Writes ``docs/learning.md`` and its grids under ``docs/learning/``. The last full run took 58 min on a 2-core Xeon
 with AMX (training 32, scoring 26); scoring has since dropped identity similarity, which no table here shows, and
 evaluate.py embeds sources once: 1000 pairs x 3 methods scored in 57 s instead of 269 s (another 2-core Xeon), so
