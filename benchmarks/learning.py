@@ -133,9 +133,9 @@ def write_source_samples(cfg, out: Path, count: int = 256) -> Path:
 def colour_matched_copy(samples: Path, exemplars: Path) -> Path:
     """A copy of ``samples`` put through the colour matching stage 1 gives its kept samples (one map to the
     exemplars' colour statistics): G_src's own samples so treated are what a calibration that kept all of G_src's
-    content would count, so their coverage is the ceiling for ours. Measured on a dev G_src (4000 iterations):
-    dark skin 27 % raw, 8 % matched, because the exemplars' light-skinned statistics lift every face toward peach
-    and the two-tone style's brown is darker than any such map makes a dark face."""
+    content would count, so their coverage is the ceiling for ours. In the two-tone style it is far below the
+    photos' dark skin: the exemplars' light-skinned statistics lift every face toward peach, and the style's brown
+    is darker than any such map makes a dark face (figures: README, the learning benchmark)."""
     copy = samples.with_name(samples.name + "_colour_matched")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(samples, copy)
