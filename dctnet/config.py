@@ -169,6 +169,8 @@ class CCNStageConfig:
     colour_layout_cells: int = MISSING  # cells per side of the coarse colour grid that loss compares
     # parameter-name prefixes or glob patterns kept fixed, e.g. ["style."] or ["*noise.weight"]
     freeze: list[str] = MISSING
+    # D judges r x r patches (logits of its r px feature map), not whole images; 0 = whole images
+    patch_discriminator: int = MISSING
     flip: bool = MISSING
 
 

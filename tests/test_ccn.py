@@ -299,6 +299,23 @@ def test_adaptation_only_keys_leave_the_cached_source_key_unchanged(synthetic_ro
     key = source_cache_key(make_config("ccn", base))
     assert KEYS_PRETRAINING_IGNORES  # each one below is set on the pretrain node, where it does nothing
     for name in KEYS_PRETRAINING_IGNORES:
-        value = 3 if name.endswith("cells") else 2.5
+        value = {"colour_layout_cells": 3, "patch_discriminator": 8}.get(name, 2.5)
         assert source_cache_key(make_config("ccn", base + [f"ccn.pretrain.{name}={value}"])) == key, name
     assert source_cache_key(make_config("ccn", base + ["ccn.pretrain.r1=0.5"])) != key  # a key it reads does change it
+
+
+def test_adaptation_with_a_patch_discriminator_exports_it_and_sampling_scores_with_it(synthetic_root: Path,
+                                                                                      tmp_path: Path) -> None:
+    """``ccn.adapt.patch_discriminator``: the adapted D judges patches, its export carries the patch head, and
+    calibrated sampling ranks the samples by that D's mean patch logit; pretraining refuses it (G_src needs a
+    D that sees whole images)."""
+    outputs = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
+        "trainer.max_steps=2", "ccn.adapt.patch_discriminator=8"]))
+    adapted = load_file(outputs["adapt"])
+    assert {"d.patch_head.0.weight", "d.patch_head.0.bias"} <= adapted.keys()
+    assert "d.patch_head.0.weight" not in load_file(outputs["pretrain"])
+    with open(outputs["calibrated"].parent / "manifest.csv") as handle:
+        scores = [float(row["d_score"]) for row in csv.DictReader(handle)]
+    assert len(scores) == 12 and len(set(scores)) > 1
+    with pytest.raises(ValueError, match="whole-image D"):
+        CCNModule(MODEL, config_node("ccn.pretrain", CCNStageConfig, patch_discriminator=8), "pretrain", "unused", 0)

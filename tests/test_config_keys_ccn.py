@@ -30,7 +30,7 @@ STAGE_BASE = ["r1_every=1", "path_every=1", "path_length=2.0", "path_batch_shrin
               "flip=true", "r1=0.1",
               # a 1-image EMA half-life whose ramp-up binds in iteration 0 only: both keys act within two iterations
               "ema_half_life_kimg=0.001", "ema_rampup=0.2"]
-LIST_CHANGES = {"diffaugment": "[translation]", "freeze": "[]", "mixing": "0.0"}
+LIST_CHANGES = {"diffaugment": "[translation]", "freeze": "[]", "mixing": "0.0", "patch_discriminator": "8"}
 # rosinality's channel multiplier widens the 64 px and larger layers only, and only below the width cap.
 MODEL_CONTEXT = {"channel_multiplier": ["ccn.model.size=64", "ccn.model.channel_max=300"]}
 # Sampling: truncation below 1 so the mean latent is used, source shading on so that its grid acts; batch_size must

@@ -195,3 +195,27 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="refused or unreadable"):
         load_torch_file(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_patch_discriminator_judges_local_patches_and_takes_a_whole_image_ds_weights() -> None:
+    """A patch D returns one logit per position of its r px feature map, each blind to far-away pixels (what
+    lets adaptation learn texture without the exemplars' layout), and loads a whole-image D's weights."""
+    from dctnet.ccn.module import load_discriminator_weights
+
+    torch.manual_seed(0)
+    whole = Discriminator(32, 1, channel_max=16)
+    patch = Discriminator(32, 1, channel_max=16, patch_resolution=8)
+    load_discriminator_weights(patch, whole.state_dict())
+    assert torch.equal(patch.convs[1].conv1[0].weight, whole.convs[1].conv1[0].weight)
+    image = torch.randn(2, 3, 32, 32)
+    logits = patch(image)
+    assert logits.shape == (2, 64) and whole(image).shape == (2, 1)
+    changed = image.clone()
+    changed[:, :, :4, :4] += 3.0  # the top-left corner only
+    moved = (patch(changed) - logits).abs().view(2, 8, 8).amax(0)
+    assert moved[0, 0] > 0 and moved[4:, 4:].max() == 0  # the far patches did not see it
+    with pytest.raises(ValueError, match="power of two"):
+        Discriminator(32, 1, channel_max=16, patch_resolution=6)
+    with pytest.raises(RuntimeError, match="do not fit"):
+        load_discriminator_weights(patch, {k: v for k, v in whole.state_dict().items() if "final" not in k}
+                                   | {"extra.weight": torch.zeros(1)})

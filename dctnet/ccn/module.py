@@ -4,7 +4,8 @@ Per iteration: one discriminator update (non-saturating loss, lazy R1 folded int
 ``r1_every`` iterations, DiffAugment on both real and fake when configured) and one generator update
 (non-saturating loss, style mixing, lazy path-length regularisation, and in ``adapt`` mode a
 differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise, and the colour-layout loss
-that keeps G(z)'s coarse colours one affine colour map of G_src(z)'s). The generator EMA
+that keeps G(z)'s coarse colours one affine colour map of G_src(z)'s). With ``patch_discriminator`` the
+adapting D judges patches, not whole images (``Discriminator``). The generator EMA
 is what sampling and export use. Both optimisers are instantiated from the stage's ``optimizer`` node.
 """
 
@@ -39,8 +40,18 @@ def build_generator(model: StyleGANConfig) -> Generator:
                      channel_max=model.channel_max)
 
 
-def build_discriminator(model: StyleGANConfig) -> Discriminator:
-    return Discriminator(model.size, model.channel_multiplier, channel_max=model.channel_max)
+def build_discriminator(model: StyleGANConfig, patch_resolution: int | None = None) -> Discriminator:
+    """rosinality's StyleGAN2 discriminator; with ``patch_resolution`` it judges patches (``Discriminator``)."""
+    return Discriminator(model.size, model.channel_multiplier, channel_max=model.channel_max,
+                         patch_resolution=patch_resolution)
+
+
+def load_discriminator_weights(discriminator: Discriminator, state: dict[str, torch.Tensor]) -> None:
+    """Load a D's weights strictly; a patch D may take a whole-image D's (its ``patch_head`` then starts fresh)."""
+    result = discriminator.load_state_dict(state, strict=discriminator.patch_resolution is None)
+    missing = [key for key in result.missing_keys if not key.startswith("patch_head.")]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"discriminator weights do not fit: missing {missing}, unexpected {result.unexpected_keys}")
 
 
 def make_noise(generator: Generator, batch: int, device: torch.device | str,
@@ -73,15 +84,17 @@ class CCNModule(GANModule):
         super().__init__(out_dir, sample_every, stage.batch_size)
         if mode not in ("pretrain", "adapt"):
             raise ValueError(f"mode must be pretrain or adapt, got {mode!r}")
+        if mode == "pretrain" and stage.patch_discriminator:
+            raise ValueError("patch_discriminator is for few-shot adaptation; pretraining G_src needs a whole-image D")
         self.model_cfg, self.stage, self.mode = model, stage, mode
         self.generator = build_generator(model)
-        self.discriminator = build_discriminator(model)
+        self.discriminator = build_discriminator(model, stage.patch_discriminator or None)
         self.source: Generator | None = None
         self.identity: IdentityNet | None = None
         if source_state is not None:
             self.generator.load_state_dict(source_state["g_ema"])
             if "d" in source_state:
-                self.discriminator.load_state_dict(source_state["d"])
+                load_discriminator_weights(self.discriminator, source_state["d"])
         if mode == "adapt":
             if source_state is None:
                 raise ValueError("adapt mode needs a source generator (ccn.source_checkpoint or a pretrain stage)")
@@ -149,7 +162,9 @@ class CCNModule(GANModule):
         d_loss = d_logistic_loss(real_pred, fake_pred)
         total = d_loss
         if do_r1:
-            r1 = d_r1_loss(real_pred, real_input)
+            # per image: a patch D's logits are averaged first, as its loss does (their sum's gradient would weigh R1
+            # r*r times more and hold that D at chance: measured, d_loss stayed at 2 log 2 for 400 iterations)
+            r1 = d_r1_loss(real_pred.mean(1), real_input)
             total = total + self.stage.r1 / 2 * r1 * self.stage.r1_every
             logs["r1"] = r1.detach()
         opt_d.zero_grad(set_to_none=True)
@@ -211,4 +226,5 @@ class CCNModule(GANModule):
         state = {f"g_ema.{k}": v for k, v in self.generator_ema.state_dict().items()}
         state.update({f"d.{k}": v for k, v in self.discriminator.state_dict().items()})
         return save_model(Path(path) / "ccn.safetensors", state, kind="stylegan2", arch=arch,
-                          extra={"mode": self.mode, **self.export_extras()})
+                          extra={"mode": self.mode, "patch_discriminator": self.discriminator.patch_resolution,
+                                 **self.export_extras()})

@@ -349,12 +349,22 @@ class ResBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """StyleGAN2 residual discriminator with minibatch standard deviation."""
+    """StyleGAN2 residual discriminator with minibatch standard deviation.
+
+    ``patch_resolution``: judge ``r x r`` patches instead of the whole image: one logit per position of the
+    ``r`` px feature map (a 1x1 ``patch_head``; each sees a receptive field of a fraction of the image), the
+    layers below ``r`` px unused. Few-shot adaptation uses it so that the ~100 exemplars' texture is learnt
+    without their global layout (the patch-level realism of Ojha et al., CVPR 2021). rosinality's parameter
+    names are kept, so a whole-image D's weights load into it (``patch_head`` then starts fresh).
+    """
 
     def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: Sequence[float] = BLUR_KERNEL,
-                 channel_max: int | None = None) -> None:
+                 channel_max: int | None = None, patch_resolution: int | None = None) -> None:
         super().__init__()
         channels = channel_table(channel_multiplier, channel_max)
+        if patch_resolution is not None and patch_resolution not in [2**i for i in range(2, int(math.log2(size)) + 1)]:
+            raise ValueError(f"patch_resolution must be a power of two from 4 to {size}, got {patch_resolution}")
+        self.size, self.patch_resolution = size, patch_resolution
         convs: list[nn.Module] = [ConvLayer(3, channels[size], 1)]
         in_channel = channels[size]
         for i in range(int(math.log2(size)), 2, -1):
@@ -366,8 +376,14 @@ class Discriminator(nn.Module):
         self.final_conv = ConvLayer(in_channel + 1, channels[4], 3)
         self.final_linear = nn.Sequential(EqualLinear(channels[4] * 4 * 4, channels[4], activation="fused_lrelu"),
                                           EqualLinear(channels[4], 1))
+        if patch_resolution is not None:
+            self.patch_head = ConvLayer(channels[patch_resolution], 1, 1, activate=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1)`` image logits, or ``(N, r*r)`` patch logits with ``patch_resolution`` r."""
+        if self.patch_resolution is not None:
+            depth = int(math.log2(self.size // self.patch_resolution)) + 1  # the 1x1 input conv, then halvings
+            return self.patch_head(self.convs[:depth](x)).flatten(1)
         out = self.convs(x)
         batch, channel, height, width = out.shape
         # largest group <= 4 that divides the batch (rosinality requires divisibility and crashes otherwise)
