@@ -134,7 +134,10 @@ def sample_calibrated(
             similarity = cosine_similarity(identity(image), identity(reference)).cpu().numpy()
         else:
             similarity = np.full(len(indices), np.nan)
-        d_score = discriminator(image).float().mean(1).cpu().numpy() if discriminator is not None else np.zeros(len(indices))
+        if discriminator is not None:  # a patch D's logits averaged per image
+            d_score = discriminator(image).float().mean(1).cpu().numpy()
+        else:
+            d_score = np.zeros(len(indices))
         for k, (i, picture) in enumerate(zip(indices, to_uint8(image))):
             name = f"{i:06d}.png"
             write_image(out_dir / "all" / name, picture)
