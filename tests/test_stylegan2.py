@@ -205,7 +205,7 @@ def test_patch_discriminator_judges_local_patches_and_takes_a_whole_image_ds_wei
     torch.manual_seed(0)
     whole = Discriminator(32, 1, channel_max=16)
     patch = Discriminator(32, 1, channel_max=16, patch_resolution=8)
-    load_discriminator_weights(patch, whole.state_dict())
+    load_discriminator_weights(patch, whole.state_dict(), "whole-image D")
     assert torch.equal(patch.convs[1].conv1[0].weight, whole.convs[1].conv1[0].weight)
     image = torch.randn(2, 3, 32, 32)
     logits = patch(image)
@@ -216,6 +216,6 @@ def test_patch_discriminator_judges_local_patches_and_takes_a_whole_image_ds_wei
     assert moved[0, 0] > 0 and moved[4:, 4:].max() == 0  # the far patches did not see it
     with pytest.raises(ValueError, match="power of two"):
         Discriminator(32, 1, channel_max=16, patch_resolution=6)
-    with pytest.raises(RuntimeError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="does not fit"):
         load_discriminator_weights(patch, {k: v for k, v in whole.state_dict().items() if "final" not in k}
-                                   | {"extra.weight": torch.zeros(1)})
+                                   | {"extra.weight": torch.zeros(1)}, "a misfit D")

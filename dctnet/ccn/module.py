@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dctnet.checkpoints import save_model
+from dctnet.checkpoints import load_strict, save_model
 from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.colour_layout import colour_layout_loss
@@ -46,12 +46,10 @@ def build_discriminator(model: StyleGANConfig, patch_resolution: int | None = No
                          patch_resolution=patch_resolution)
 
 
-def load_discriminator_weights(discriminator: Discriminator, state: dict[str, torch.Tensor]) -> None:
+def load_discriminator_weights(discriminator: Discriminator, state: dict[str, torch.Tensor], source: str) -> None:
     """Load a D's weights strictly; a patch D may take a whole-image D's (its ``patch_head`` then starts fresh)."""
-    result = discriminator.load_state_dict(state, strict=discriminator.patch_resolution is None)
-    missing = [key for key in result.missing_keys if not key.startswith("patch_head.")]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(f"discriminator weights do not fit: missing {missing}, unexpected {result.unexpected_keys}")
+    fresh_head = {k: v for k, v in discriminator.state_dict().items() if k.startswith("patch_head.")}
+    load_strict(discriminator, {**fresh_head, **state}, source)
 
 
 def make_noise(generator: Generator, batch: int, device: torch.device | str,
@@ -94,7 +92,7 @@ class CCNModule(GANModule):
         if source_state is not None:
             self.generator.load_state_dict(source_state["g_ema"])
             if "d" in source_state:
-                load_discriminator_weights(self.discriminator, source_state["d"])
+                load_discriminator_weights(self.discriminator, source_state["d"], "G_src's discriminator")
         if mode == "adapt":
             if source_state is None:
                 raise ValueError("adapt mode needs a source generator (ccn.source_checkpoint or a pretrain stage)")
