@@ -171,6 +171,8 @@ class CCNStageConfig:
     freeze: list[str] = MISSING
     # D judges r x r patches (logits of its r px feature map), not whole images; 0 = whole images
     patch_discriminator: int = MISSING
+    # with patch_discriminator: share of the whole-image logit in D's per-image score (0 = patches only)
+    patch_image_weight: float = MISSING
     flip: bool = MISSING
 
 

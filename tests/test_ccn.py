@@ -17,7 +17,7 @@ from dctnet.ccn.colour_match import folder_statistics
 from dctnet.ccn.module import CCNModule, build_generator, make_noise
 from dctnet.ccn.sampling import blend_generators, layer_resolutions, sample_calibrated
 from dctnet.ccn.train import train_ccn
-from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, config_node
+from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, config_node, typed
 from dctnet.data.decode import list_images, read_image
 from dctnet.models.face import build_identity_network, cosine_similarity
 
@@ -306,16 +306,23 @@ def test_adaptation_only_keys_leave_the_cached_source_key_unchanged(synthetic_ro
 
 def test_adaptation_with_a_patch_discriminator_exports_it_and_sampling_scores_with_it(synthetic_root: Path,
                                                                                       tmp_path: Path) -> None:
-    """``ccn.adapt.patch_discriminator``: the adapted D judges patches, its export carries the patch head, and
-    calibrated sampling ranks the samples by that D's mean patch logit; pretraining refuses it (G_src needs a
-    D that sees whole images)."""
-    outputs = train_ccn(make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
-        "trainer.max_steps=2", "ccn.adapt.patch_discriminator=8"]))
+    """``ccn.adapt.patch_discriminator`` (with ``patch_image_weight``): the adapted D judges patches and the
+    whole image, its export carries the patch head and the weight, and calibrated sampling ranks the samples by
+    that D's weighted score; pretraining refuses it (G_src needs a D that sees whole images)."""
+    from dctnet.ccn.source import load_source
+
+    cfg = make_config("ccn", tiny_overrides(synthetic_root, tmp_path) + [
+        "trainer.max_steps=2", "ccn.adapt.patch_discriminator=8", "ccn.adapt.patch_image_weight=0.5"])
+    outputs = train_ccn(cfg)
     adapted = load_file(outputs["adapt"])
     assert {"d.patch_head.0.weight", "d.patch_head.0.bias"} <= adapted.keys()
+    reloaded = load_source(outputs["adapt"], typed(cfg.ccn.model, StyleGANConfig))
+    assert reloaded["patch_discriminator"] == 8 and reloaded["patch_image_weight"] == 0.5
     assert "d.patch_head.0.weight" not in load_file(outputs["pretrain"])
     with open(outputs["calibrated"].parent / "manifest.csv") as handle:
         scores = [float(row["d_score"]) for row in csv.DictReader(handle)]
     assert len(scores) == 12 and len(set(scores)) > 1
     with pytest.raises(ValueError, match="whole-image D"):
         CCNModule(MODEL, config_node("ccn.pretrain", CCNStageConfig, patch_discriminator=8), "pretrain", "unused", 0)
+    with pytest.raises(ValueError, match="needs patch_discriminator"):
+        CCNModule(MODEL, config_node("ccn.adapt", CCNStageConfig, patch_image_weight=0.5), "adapt", "unused", 0)

@@ -31,6 +31,7 @@ STAGE_BASE = ["r1_every=1", "path_every=1", "path_length=2.0", "path_batch_shrin
               # a 1-image EMA half-life whose ramp-up binds in iteration 0 only: both keys act within two iterations
               "ema_half_life_kimg=0.001", "ema_rampup=0.2"]
 LIST_CHANGES = {"diffaugment": "[translation]", "freeze": "[]", "mixing": "0.0", "patch_discriminator": "8"}
+STAGE_CONTEXT = {"patch_image_weight": ["patch_discriminator=8"]}  # acts only beside a patch D
 # rosinality's channel multiplier widens the 64 px and larger layers only, and only below the width cap.
 MODEL_CONTEXT = {"channel_multiplier": ["ccn.model.size=64", "ccn.model.channel_max=300"]}
 # Sampling: truncation below 1 so the mean latent is used, source shading on so that its grid acts; batch_size must
@@ -80,7 +81,8 @@ def test_every_stage_recipe_key_changes_the_adaptation(synthetic_root: Path, tmp
         if leaf in STAGE_NOT_HERE:
             continue
         override = f"{key}={LIST_CHANGES.get(leaf) or _changed(key, value)}"
-        if _same(adapt(f"run{k}", [override]), base):
+        context = [f"ccn.adapt.{o}" for o in STAGE_CONTEXT.get(leaf, [])]
+        if _same(adapt(f"run{k}", [*context, override]), adapt(f"ref{k}", context) if context else base):
             unread.append(override)
     assert unread == [], f"changing these stage keys changed nothing: {unread}"
 

@@ -214,8 +214,18 @@ def test_patch_discriminator_judges_local_patches_and_takes_a_whole_image_ds_wei
     changed[:, :, :4, :4] += 3.0  # the top-left corner only
     moved = (patch(changed) - logits).abs().view(2, 8, 8).amax(0)
     assert moved[0, 0] > 0 and moved[4:, 4:].max() == 0  # the far patches did not see it
+    assert torch.allclose(patch.score(logits), logits.mean(1))
+    # image_weight: the whole-image logit first (the whole-image D's own, its weights loaded), then the same patches
+    mixed = Discriminator(32, 1, channel_max=16, patch_resolution=8, image_weight=0.25)
+    load_discriminator_weights(mixed, {**whole.state_dict(), **{k: v for k, v in patch.state_dict().items()
+                                                                 if k.startswith("patch_head.")}}, "whole-image D")
+    both = mixed(image)
+    assert both.shape == (2, 65) and torch.allclose(both[:, :1], whole(image)) and torch.allclose(both[:, 1:], logits)
+    assert torch.allclose(mixed.score(both), 0.25 * both[:, 0] + 0.75 * logits.mean(1))
     with pytest.raises(ValueError, match="power of two"):
         Discriminator(32, 1, channel_max=16, patch_resolution=6)
+    with pytest.raises(ValueError, match="image_weight"):
+        Discriminator(32, 1, channel_max=16, image_weight=0.25)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_discriminator_weights(patch, {k: v for k, v in whole.state_dict().items() if "final" not in k}
                                    | {"extra.weight": torch.zeros(1)}, "a misfit D")

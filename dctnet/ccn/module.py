@@ -40,10 +40,12 @@ def build_generator(model: StyleGANConfig) -> Generator:
                      channel_max=model.channel_max)
 
 
-def build_discriminator(model: StyleGANConfig, patch_resolution: int | None = None) -> Discriminator:
-    """rosinality's StyleGAN2 discriminator; with ``patch_resolution`` it judges patches (``Discriminator``)."""
+def build_discriminator(model: StyleGANConfig, patch_resolution: int | None = None,
+                        image_weight: float = 0.0) -> Discriminator:
+    """rosinality's StyleGAN2 discriminator; with ``patch_resolution`` it judges patches, and with
+    ``image_weight`` the whole image beside them (``Discriminator``)."""
     return Discriminator(model.size, model.channel_multiplier, channel_max=model.channel_max,
-                         patch_resolution=patch_resolution)
+                         patch_resolution=patch_resolution, image_weight=image_weight)
 
 
 def load_discriminator_weights(discriminator: Discriminator, state: dict[str, torch.Tensor], source: str) -> None:
@@ -84,9 +86,11 @@ class CCNModule(GANModule):
             raise ValueError(f"mode must be pretrain or adapt, got {mode!r}")
         if mode == "pretrain" and stage.patch_discriminator:
             raise ValueError("patch_discriminator is for few-shot adaptation; pretraining G_src needs a whole-image D")
+        if stage.patch_image_weight and not stage.patch_discriminator:
+            raise ValueError("patch_image_weight weighs a patch D's whole-image logit: it needs patch_discriminator > 0")
         self.model_cfg, self.stage, self.mode = model, stage, mode
         self.generator = build_generator(model)
-        self.discriminator = build_discriminator(model, stage.patch_discriminator or None)
+        self.discriminator = build_discriminator(model, stage.patch_discriminator or None, stage.patch_image_weight)
         self.source: Generator | None = None
         self.identity: IdentityNet | None = None
         if source_state is not None:
@@ -157,18 +161,20 @@ class CCNModule(GANModule):
         with full_precision(do_r1, real.device):
             real_pred = self.discriminator(self._augment(real_input))
         fake_pred = self.discriminator(self._augment(fake))
-        d_loss = d_logistic_loss(real_pred, fake_pred)
+        weights = self.discriminator.logit_weights
+        d_loss = d_logistic_loss(real_pred, fake_pred, weights)
         total = d_loss
         if do_r1:
-            # per image: a patch D's logits are averaged first, as its loss does (their sum's gradient would weigh R1
-            # r*r times more and hold that D at chance: measured, d_loss stayed at 2 log 2 for 400 iterations)
-            r1 = d_r1_loss(real_pred.mean(1), real_input)
+            # per image: a patch D's logits are averaged first (weighted), as its loss does (their sum's gradient
+            # would weigh R1 r*r times more and hold that D at chance: measured, d_loss at 2 log 2 for 400 iterations)
+            r1 = d_r1_loss(self.discriminator.score(real_pred), real_input)
             total = total + self.stage.r1 / 2 * r1 * self.stage.r1_every
             logs["r1"] = r1.detach()
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(total)
         opt_d.step()
-        logs.update(d_loss=d_loss.detach(), real_score=real_pred.mean().detach(), fake_score=fake_pred.mean().detach())
+        logs.update(d_loss=d_loss.detach(), real_score=self.discriminator.score(real_pred).mean().detach(),
+                    fake_score=self.discriminator.score(fake_pred).mean().detach())
 
         # generator
         requires_grad(self.discriminator, False)
@@ -178,7 +184,7 @@ class CCNModule(GANModule):
         latents = self._latents(n)
         inject = random.randint(1, self.generator.n_latent - 1) if len(latents) > 1 else None
         fake, _ = self.generator(latents, noise=noise, inject_index=inject)
-        g_loss = g_nonsaturating_loss(self.discriminator(self._augment(fake)))
+        g_loss = g_nonsaturating_loss(self.discriminator(self._augment(fake)), self.discriminator.logit_weights)
         total = g_loss
         logs["g_loss"] = g_loss.detach()
         if self.source is not None and (self.identity is not None or self.stage.colour_layout_weight > 0):
@@ -225,4 +231,5 @@ class CCNModule(GANModule):
         state.update({f"d.{k}": v for k, v in self.discriminator.state_dict().items()})
         return save_model(Path(path) / "ccn.safetensors", state, kind="stylegan2", arch=arch,
                           extra={"mode": self.mode, "patch_discriminator": self.discriminator.patch_resolution,
+                                 "patch_image_weight": self.discriminator.image_weight,
                                  **self.export_extras()})

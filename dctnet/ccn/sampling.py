@@ -134,8 +134,8 @@ def sample_calibrated(
             similarity = cosine_similarity(identity(image), identity(reference)).cpu().numpy()
         else:
             similarity = np.full(len(indices), np.nan)
-        if discriminator is not None:  # a patch D's logits averaged per image
-            d_score = discriminator(image).float().mean(1).cpu().numpy()
+        if discriminator is not None:  # a patch D's logits averaged per image (as weighted in its loss)
+            d_score = discriminator.score(discriminator(image)).cpu().numpy()
         else:
             d_score = np.zeros(len(indices))
         for k, (i, picture) in enumerate(zip(indices, to_uint8(image))):

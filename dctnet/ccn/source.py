@@ -16,7 +16,8 @@ def split_prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 
 def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
     """``{'g_ema': ..., 'd': ... (if present)}`` checked against ``model``; ``patch_discriminator``: the
-    resolution at which an adapted D judged patches (dctnet exports that had one).
+    resolution at which an adapted D judged patches, and ``patch_image_weight`` its whole-image logit's weight
+    (dctnet exports that had one).
 
     rosinality files hold ``g``, ``d``, ``g_ema`` (training checkpoints) or only ``g_ema`` and
     ``latent_avg`` (converted NVIDIA weights); both load strictly into our modules. ``latent_avg`` is not
@@ -34,18 +35,20 @@ def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, 
                                   "set ccn/model to match the checkpoint")
         source = {"g_ema": split_prefixed(state, "g_ema."), "d": split_prefixed(state, "d.")}
         patch_resolution = header.get("patch_discriminator")  # an adapted D that judged patches
+        image_weight = float(header.get("patch_image_weight", 0.0))
     else:
         raw = load_torch_file(path)
         if not isinstance(raw, dict) or "g_ema" not in raw:
             raise CheckpointError(f"{path}: not a rosinality StyleGAN2 checkpoint (no 'g_ema' entry)")
-        source, patch_resolution = {"g_ema": raw["g_ema"]}, None
+        source, patch_resolution, image_weight = {"g_ema": raw["g_ema"]}, None, 0.0
         if "d" in raw:
             source["d"] = raw["d"]
     load_strict(build_generator(model), source["g_ema"], f"{path} (g_ema)")
     if source.get("d"):
-        load_strict(build_discriminator(model, patch_resolution), source["d"], f"{path} (d)")
+        load_strict(build_discriminator(model, patch_resolution, image_weight), source["d"], f"{path} (d)")
         if patch_resolution:
             source["patch_discriminator"] = patch_resolution
+            source["patch_image_weight"] = image_weight
     else:
         source.pop("d", None)
     return source

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
 # Stage-recipe keys added after G_src caches were first written that pretraining never reads (adaptation's
 # losses): left out of the cache key, so a user's cached G_src (an hour of CPU at 64 px) stays valid.
-KEYS_PRETRAINING_IGNORES = ("colour_layout_weight", "colour_layout_cells", "patch_discriminator")  # adapt-only
+KEYS_PRETRAINING_IGNORES = ("colour_layout_weight", "colour_layout_cells", "patch_discriminator",
+                            "patch_image_weight")  # adapt-only
 
 
 def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: Path) -> Path:
@@ -138,7 +139,8 @@ def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, car
     cartoon.load_state_dict(cartoon_state["g_ema"])
     discriminator = None
     if "d" in cartoon_state:
-        discriminator = build_discriminator(model, cartoon_state.get("patch_discriminator"))
+        discriminator = build_discriminator(model, cartoon_state.get("patch_discriminator"),
+                                            cartoon_state.get("patch_image_weight", 0.0))
         discriminator.load_state_dict(cartoon_state["d"])
         discriminator.eval()
     identity = build_identity_network(typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None

@@ -9,13 +9,24 @@ import torch.nn.functional as F
 from torch import autograd
 
 
-def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
-    """Non-saturating discriminator loss: softplus(-D(real)) + softplus(D(fake))."""
-    return F.softplus(-real_pred).mean() + F.softplus(fake_pred).mean()
+def _average(per_logit: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean over everything, or over images of the ``weights``-weighted sum over each image's logits."""
+    if weights is None:
+        return per_logit.mean()
+    return (per_logit.float() @ weights.to(per_logit.device)).mean()
 
 
-def g_nonsaturating_loss(fake_pred: torch.Tensor) -> torch.Tensor:
-    return F.softplus(-fake_pred).mean()
+def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor,
+                    weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Non-saturating discriminator loss: softplus(-D(real)) + softplus(D(fake)).
+
+    ``weights``: one per logit of an ``(N, K)`` prediction, summing to 1 (``Discriminator.logit_weights``).
+    """
+    return _average(F.softplus(-real_pred), weights) + _average(F.softplus(fake_pred), weights)
+
+
+def g_nonsaturating_loss(fake_pred: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    return _average(F.softplus(-fake_pred), weights)
 
 
 def d_r1_loss(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:

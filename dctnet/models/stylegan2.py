@@ -356,15 +356,21 @@ class Discriminator(nn.Module):
     layers below ``r`` px unused. Few-shot adaptation uses it so that the ~100 exemplars' texture is learnt
     without their global layout (the patch-level realism of Ojha et al., CVPR 2021). rosinality's parameter
     names are kept, so a whole-image D's weights load into it (``patch_head`` then starts fresh).
+    ``image_weight`` (patch D only, 0 = patches only): the whole-image logit is judged too and weighs this much
+    in the per-image score (``score``, which the losses use), the patch logits share the rest. So a patch D can
+    still ask for globally plausible faces, as weakly as the weight says.
     """
 
     def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: Sequence[float] = BLUR_KERNEL,
-                 channel_max: int | None = None, patch_resolution: int | None = None) -> None:
+                 channel_max: int | None = None, patch_resolution: int | None = None,
+                 image_weight: float = 0.0) -> None:
         super().__init__()
         channels = channel_table(channel_multiplier, channel_max)
         if patch_resolution is not None and patch_resolution not in [2**i for i in range(2, int(math.log2(size)) + 1)]:
             raise ValueError(f"patch_resolution must be a power of two from 4 to {size}, got {patch_resolution}")
-        self.size, self.patch_resolution = size, patch_resolution
+        if image_weight and (patch_resolution is None or not 0 < image_weight < 1):
+            raise ValueError(f"image_weight needs a patch_resolution and must lie in (0, 1), got {image_weight}")
+        self.size, self.patch_resolution, self.image_weight = size, patch_resolution, float(image_weight)
         convs: list[nn.Module] = [ConvLayer(3, channels[size], 1)]
         in_channel = channels[size]
         for i in range(int(math.log2(size)), 2, -1):
@@ -379,12 +385,32 @@ class Discriminator(nn.Module):
         if patch_resolution is not None:
             self.patch_head = ConvLayer(channels[patch_resolution], 1, 1, activate=False)
 
+    @property
+    def logit_weights(self) -> torch.Tensor:
+        """Weight of each logit ``forward`` returns in the per-image score; they sum to 1."""
+        if self.patch_resolution is None:
+            return torch.ones(1)
+        patches = torch.full((self.patch_resolution ** 2,), (1 - self.image_weight) / self.patch_resolution ** 2)
+        return torch.cat([torch.tensor([self.image_weight]), patches]) if self.image_weight else patches
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` per-image score: the ``logit_weights``-weighted sum of ``forward``'s logits."""
+        return logits.float() @ self.logit_weights.to(logits.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1)`` image logits, or ``(N, r*r)`` patch logits with ``patch_resolution`` r."""
+        """``(N, 1)`` image logits, or ``(N, r*r)`` patch logits with ``patch_resolution`` r (``(N, 1 + r*r)``,
+        the image logit first, with ``image_weight``)."""
         if self.patch_resolution is not None:
             depth = int(math.log2(self.size // self.patch_resolution)) + 1  # the 1x1 input conv, then halvings
-            return self.patch_head(self.convs[:depth](x)).flatten(1)
-        out = self.convs(x)
+            features = self.convs[:depth](x)
+            patches = self.patch_head(features).flatten(1)
+            if not self.image_weight:
+                return patches
+            return torch.cat([self._image_logit(self.convs[depth:](features)), patches], 1)
+        return self._image_logit(self.convs(x))
+
+    def _image_logit(self, out: torch.Tensor) -> torch.Tensor:
+        """Minibatch stddev, final conv and linear layers on the 4 px features: ``(N, 1)``."""
         batch, channel, height, width = out.shape
         # largest group <= 4 that divides the batch (rosinality requires divisibility and crashes otherwise)
         group = max(g for g in range(1, min(batch, self.stddev_group) + 1) if batch % g == 0)
