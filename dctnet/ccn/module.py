@@ -161,8 +161,7 @@ class CCNModule(GANModule):
         with full_precision(do_r1, real.device):
             real_pred = self.discriminator(self._augment(real_input))
         fake_pred = self.discriminator(self._augment(fake))
-        weights = self.discriminator.logit_weights
-        d_loss = d_logistic_loss(real_pred, fake_pred, weights)
+        d_loss = d_logistic_loss(real_pred, fake_pred, self.discriminator.logit_weights)
         total = d_loss
         if do_r1:
             # per image: a patch D's logits are averaged first (weighted), as its loss does (their sum's gradient

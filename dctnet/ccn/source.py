@@ -8,10 +8,18 @@ import torch
 
 from dctnet.checkpoints import CheckpointError, load_model_file, load_strict, load_torch_file
 from dctnet.config import StyleGANConfig
+from dctnet.models.stylegan2 import Discriminator
 
 
 def split_prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def source_discriminator(model: StyleGANConfig, source: dict) -> Discriminator:
+    """An untrained D of the kind ``source`` (a ``load_source`` result) holds: patch resolution and image weight."""
+    from dctnet.ccn.module import build_discriminator
+
+    return build_discriminator(model, source.get("patch_discriminator"), source.get("patch_image_weight", 0.0))
 
 
 def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
@@ -23,7 +31,7 @@ def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, 
     ``latent_avg`` (converted NVIDIA weights); both load strictly into our modules. ``latent_avg`` is not
     read: sampling and projection compute the mean latent of the generator they use (``ccn.sampling.mean_latents``).
     """
-    from dctnet.ccn.module import build_discriminator, build_generator
+    from dctnet.ccn.module import build_generator
 
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -45,10 +53,10 @@ def load_source(path: str | Path, model: StyleGANConfig) -> dict[str, dict[str, 
             source["d"] = raw["d"]
     load_strict(build_generator(model), source["g_ema"], f"{path} (g_ema)")
     if source.get("d"):
-        load_strict(build_discriminator(model, patch_resolution, image_weight), source["d"], f"{path} (d)")
         if patch_resolution:
             source["patch_discriminator"] = patch_resolution
             source["patch_image_weight"] = image_weight
+        load_strict(source_discriminator(model, source), source["d"], f"{path} (d)")
     else:
         source.pop("d", None)
     return source

@@ -14,11 +14,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from dctnet.ccn.module import CCNModule, build_discriminator, build_generator
+from dctnet.ccn.module import CCNModule, build_generator
 from dctnet.ccn.colour_match import colour_map_path, match_sample_colours
 from dctnet.ccn.sampling import sample_calibrated
 from dctnet.atomic import temporary_beside
-from dctnet.ccn.source import load_source
+from dctnet.ccn.source import load_source, source_discriminator
 from dctnet.config import CCNStageConfig, IdentityConfig, SamplingConfig, StyleGANConfig, check_known_keys, typed
 from dctnet.data.decode import list_images
 from dctnet.models.face import build_identity_network
@@ -139,8 +139,7 @@ def sample_stage(cfg: DictConfig, model: StyleGANConfig, source_state: dict, car
     cartoon.load_state_dict(cartoon_state["g_ema"])
     discriminator = None
     if "d" in cartoon_state:
-        discriminator = build_discriminator(model, cartoon_state.get("patch_discriminator"),
-                                            cartoon_state.get("patch_image_weight", 0.0))
+        discriminator = source_discriminator(model, cartoon_state)
         discriminator.load_state_dict(cartoon_state["d"])
         discriminator.eval()
     identity = build_identity_network(typed(cfg.identity, IdentityConfig)) if cfg.identity.network != "none" else None

@@ -13,7 +13,7 @@ def _average(per_logit: torch.Tensor, weights: torch.Tensor | None) -> torch.Ten
     """Mean over everything, or over images of the ``weights``-weighted sum over each image's logits."""
     if weights is None:
         return per_logit.mean()
-    return (per_logit.float() @ weights.to(per_logit.device)).mean()
+    return (per_logit.float() @ weights).mean()
 
 
 def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor,

@@ -382,20 +382,20 @@ class Discriminator(nn.Module):
         self.final_conv = ConvLayer(in_channel + 1, channels[4], 3)
         self.final_linear = nn.Sequential(EqualLinear(channels[4] * 4 * 4, channels[4], activation="fused_lrelu"),
                                           EqualLinear(channels[4], 1))
+        weights = torch.ones(1)
         if patch_resolution is not None:
             self.patch_head = ConvLayer(channels[patch_resolution], 1, 1, activate=False)
-
-    @property
-    def logit_weights(self) -> torch.Tensor:
-        """Weight of each logit ``forward`` returns in the per-image score; they sum to 1."""
-        if self.patch_resolution is None:
-            return torch.ones(1)
-        patches = torch.full((self.patch_resolution ** 2,), (1 - self.image_weight) / self.patch_resolution ** 2)
-        return torch.cat([torch.tensor([self.image_weight]), patches]) if self.image_weight else patches
+            weights = torch.full((patch_resolution ** 2,), (1 - self.image_weight) / patch_resolution ** 2)
+            if self.image_weight:
+                weights = torch.cat([torch.tensor([self.image_weight]), weights])
+        # weight of each logit ``forward`` returns in the per-image score (sum 1); fixed by the architecture, so
+        # built once and kept out of the state dict (rosinality's names and strict loading stay as they were)
+        self.logit_weights: torch.Tensor
+        self.register_buffer("logit_weights", weights, persistent=False)
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         """``(N,)`` per-image score: the ``logit_weights``-weighted sum of ``forward``'s logits."""
-        return logits.float() @ self.logit_weights.to(logits.device)
+        return logits.float() @ self.logit_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1)`` image logits, or ``(N, r*r)`` patch logits with ``patch_resolution`` r (``(N, 1 + r*r)``,
