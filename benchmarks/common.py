@@ -17,7 +17,11 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{time.strftime('%Y-%m-%d')} | {cpu} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+    from dctnet.precision import cpu_features  # CPUs differ: every figure is printed beside the CPU's features
+
+    features = ", ".join(cpu_features()) or "none of avx2/avx512/amx"
+    return (f"{time.strftime('%Y-%m-%d')} | {cpu} | CPU features: {features} | torch {torch.__version__} | "
+            f"threads {torch.get_num_threads()}")
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> float:

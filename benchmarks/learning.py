@@ -51,7 +51,6 @@ from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
 from dctnet.metrics.evaluate import paired_difference, read_per_image  # noqa: E402
 from dctnet.metrics.provenance import write_provenance  # noqa: E402
 from dctnet.metrics.run import run_evaluation  # noqa: E402
-from dctnet.precision import cpu_features  # noqa: E402
 from dctnet.training import prepare_environment  # noqa: E402
 
 EXPERIMENT = "learning"
@@ -261,7 +260,7 @@ def main(argv: list[str]) -> None:
         grids[name] = f"learning/{slug}.png"
     coverage = coverage_table(data_root, calibrated, base.data.size, base.data.synthetic.skin_tones,
                               write_source_samples(base, run_dir / "benchmark" / "g_src_samples"))
-    header = [f"- machine: {machine()} | CPU features: {', '.join(cpu_features()) or 'none of avx2/avx512/amx'}",
+    header = [f"- machine: {machine()}",
               f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "
               f"exemplars without {list(base.data.synthetic.exemplars_without)}, "
               f"{'two-skin-tone cartoons, ' if base.data.synthetic.skin_tones else ''}seed {base.seed}, "

@@ -27,7 +27,7 @@ from common import best_time, machine  # noqa: E402
 from dctnet.checkpoints import save_model  # noqa: E402
 from dctnet.data.decode import to_tensor  # noqa: E402
 from dctnet.inference.backends import load_backend  # noqa: E402
-from dctnet.inference.precision import cpu_features, parity  # noqa: E402
+from dctnet.inference.precision import parity  # noqa: E402
 from dctnet.models.unet import TTN  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "outputs" / "demo" / "ttn" / "ttn.safetensors"))
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
-    print(f"{machine()} | CPU features: {cpu_features()}")
+    print(machine())
     print(f"matmul peak: fp32 {matmul_peak(torch.float32):.0f} GFLOP/s, bf16 {matmul_peak(torch.bfloat16):.0f} GFLOP/s")
     model = Path(args.model)
     temporary = tempfile.TemporaryDirectory()

@@ -331,3 +331,28 @@ def test_box_filter_is_the_window_mean_with_reflected_borders():
         for x in range(10):
             expected[..., y, x] = padded[..., y:y + 2 * radius + 1, x:x + 2 * radius + 1].mean(axis=(-2, -1))
     assert np.allclose(box_filter(image, radius).numpy(), expected, atol=1e-12)
+
+
+def test_box_filter_valid_border_averages_only_the_pixels_inside():
+    """``border="valid"`` (the official code's zero padding divided by the count) equals a direct window mean
+    over the pixels inside the image, at every border and corner."""
+    from dctnet.losses.representations import box_filter
+
+    image = torch.randn(1, 2, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    radius = 3
+    expected = torch.zeros_like(image)
+    for y in range(9):
+        for x in range(7):
+            window = image[..., max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1]
+            expected[..., y, x] = window.mean(dim=(-2, -1))
+    assert torch.allclose(box_filter(image, radius, border="valid"), expected, atol=1e-12)
+
+
+def test_box_filter_stays_exact_in_float32_on_large_images():
+    """Running sums over a 1024 px row must not lose the window's value to rounding (inference filters full
+    images in fp32): within 1e-5 of the float64 result on a positive image, the worst case for cancellation."""
+    from dctnet.losses.representations import box_filter
+
+    image = torch.rand(1, 1, 1024, 1024, generator=torch.Generator().manual_seed(2)) + 1.0
+    exact = box_filter(image.double(), 5)
+    assert (box_filter(image, 5).double() - exact).abs().max() < 1e-5

@@ -23,19 +23,38 @@ def box_filter(x: torch.Tensor, radius: int, border: str = "reflect") -> torch.T
     """Mean over a (2r+1)^2 window, reflect-padded so the border is not darkened; ``border="valid"`` averages
     only the window's pixels inside the image instead (the official TF code: zero padding divided by the count).
 
-    Separable (a row mean, then a column mean): the same numbers as one (2r+1)^2 pooling at 2(2r+1)
-    instead of (2r+1)^2 reads per pixel; measured 5x faster at r=5, where the square pooling was 17 % of
-    a demo TTN iteration on CPU.
+    Running sums (a cumulative sum along rows, then columns; each window is the difference of two sums): O(1)
+    reads per pixel whatever the radius. Written by hand because no package has a differentiable one: pooling
+    with stride 1 (the previous code, separable) took 22 % of a learning-benchmark TTN iteration on CPU, and this
+    is 5.7x faster forward and backward at r=5 (benchmarks/box_filter.py).
     """
-    if border == "valid":
-        rows = F.avg_pool2d(x, (1, 2 * radius + 1), stride=1, padding=(0, radius), count_include_pad=False)
-        return F.avg_pool2d(rows, (2 * radius + 1, 1), stride=1, padding=(radius, 0), count_include_pad=False)
-    if border != "reflect":
+    if border not in ("reflect", "valid"):
         raise ValueError(f"border must be 'reflect' or 'valid', got {border!r}")
+    # Centred first: running sums of positive values (a guide's square) grow with the image and, in fp32, lost
+    # 2e-5 of each window's mean at 1024 px; the mean of a constant is the constant, so this changes nothing else.
+    offset = x.mean(dim=(-2, -1), keepdim=True).detach()
+    centred = x - offset
+    if border == "valid":
+        height, width = x.shape[-2:]
+        sums = _window_sums(_window_sums(F.pad(centred, [radius] * 4), radius, -1), radius, -2)
+        return sums / (_window_counts(height, radius, x)[:, None] * _window_counts(width, radius, x)) + offset
     mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
-    padded = F.pad(x, [radius] * 4, mode=mode)
-    rows = F.avg_pool2d(padded, (1, 2 * radius + 1), stride=1)
-    return F.avg_pool2d(rows, (2 * radius + 1, 1), stride=1)
+    sums = _window_sums(_window_sums(F.pad(centred, [radius] * 4, mode=mode), radius, -1), radius, -2)
+    return sums / (2 * radius + 1) ** 2 + offset
+
+
+def _window_sums(padded: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Sums of every 2r+1 consecutive values along ``dim`` of a tensor padded by r on both sides there."""
+    size = 2 * radius + 1
+    running = F.pad(padded.cumsum(dim), [1, 0] if dim == -1 else [0, 0, 1, 0])
+    length = padded.shape[dim] - size + 1
+    return running.narrow(dim, size, length) - running.narrow(dim, 0, length)
+
+
+def _window_counts(length: int, radius: int, like: torch.Tensor) -> torch.Tensor:
+    """How many of a centred 2r+1 window's positions fall inside [0, length), per position."""
+    position = torch.arange(length, device=like.device)
+    return ((position + radius).clamp(max=length - 1) - (position - radius).clamp(min=0) + 1).to(like.dtype)
 
 
 def guided_filter(guide: torch.Tensor, image: torch.Tensor, radius: int, eps: float,
