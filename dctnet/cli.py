@@ -14,7 +14,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     out = generate_dataset(args.out, size=args.size, photos=args.photos, cartoons=args.cartoons, test=args.test,
                            seed=args.seed, exemplars_without=args.exemplars_without,
-                           skin_tones=args.skin_tones)
+                           skin_tones=args.skin_tones, exemplars_keep=args.exemplars_keep)
     print(f"synthetic portraits written to {out}/(photos|cartoons|test_photos|test_cartoons)")
     return 0
 
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--exemplars-without", nargs="*", default=[], metavar="ATTRIBUTE",
                        help="biased style set: training cartoons without these attributes "
                             "(glasses, mask, long_hair, bun, dark_skin)")
+    synth.add_argument("--exemplars-keep", type=float, default=0.0, metavar="P",
+                       help="make the --exemplars-without attributes rare instead of absent: a face that has one "
+                            "is kept with probability P (0.2: about five times rarer than in the photos)")
     synth.add_argument("--skin-tones", action="store_true",
                        help="cartoons draw skin in two flat tones (brown, peach) instead of the photo skin's palette")
     synth.add_argument("--seed", type=int, default=0)

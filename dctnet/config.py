@@ -31,6 +31,7 @@ class SynthConfig:
     test: int = MISSING
     seed: int = MISSING
     exemplars_without: list[str] = MISSING  # biased style set: attributes no cartoon has
+    exemplars_keep: float = MISSING  # > 0: those attributes are rare instead of absent (kept with this probability)
     skin_tones: bool = MISSING  # cartoons draw skin in two flat tones (brown, peach) instead of the photo's palette
 
 

@@ -50,7 +50,7 @@ def ensure_synthetic_data(cfg: DictConfig) -> None:
     if synth.generate:
         ensure_dataset(cfg.data.root, size=synth.size, photos=synth.photos, cartoons=synth.cartoons,
                        test=synth.test, seed=synth.seed, exemplars_without=list(synth.exemplars_without),
-                       skin_tones=synth.skin_tones)
+                       skin_tones=synth.skin_tones, exemplars_keep=synth.exemplars_keep)
 
 
 def resume_path(cfg: DictConfig, stage_dir: Path) -> str | None:

@@ -26,9 +26,10 @@ BASE = ["data.synthetic.generate=true", "data.synthetic.photos=6", "data.synthet
         "data.loader.max_images=null", "data.gem.zoom_p=0.5", "trainer.preview_count=4"]
 CHANGES = {"data.photos": "${data.root}/test_photos", "data.cartoons": "${data.root}/test_cartoons",
            "data.test_photos": "${data.root}/photos", "data.loader.max_images": "3", "data.synthetic.generate": "false",
-           "data.synthetic.exemplars_without": "[glasses]", "data.gem.fill": "0", "data.gem.border": "replicate",
+           "data.synthetic.exemplars_without": "[glasses]", "data.synthetic.exemplars_keep": "0.5", "data.gem.fill": "0", "data.gem.border": "replicate",
            "data.gem.shrink_max": "0.9"}
-CONTEXT = {"data.gem.fill": ["data.gem.border=constant"]}
+CONTEXT = {"data.gem.fill": ["data.gem.border=constant"],
+           "data.synthetic.exemplars_keep": ["data.synthetic.exemplars_without=[glasses]"]}
 READING_ONLY = {"data.loader.num_workers", "data.loader.cache"}  # how images are read, never which ones
 
 

@@ -65,6 +65,26 @@ def test_biased_exemplars_lack_the_excluded_attributes_while_photos_and_pairs_ke
     assert share("cartoons", "long_hair") > 0.1  # only the named attributes are left out
 
 
+def test_rare_exemplar_attribute_is_kept_at_a_lower_rate_and_photos_do_not_change(tmp_path: Path) -> None:
+    """``exemplars_keep``: the excluded attribute appears in the exemplars, rarer than in the photos; the photos
+    (drawn first) are byte-identical to the absent-attribute set's, so a cached G_src stays valid."""
+    absent = generate_dataset(tmp_path / "absent", size=32, photos=30, cartoons=300, test=0, seed=2,
+                              exemplars_without=["dark_skin"])
+    rare = generate_dataset(tmp_path / "rare", size=32, photos=30, cartoons=300, test=0, seed=2,
+                            exemplars_without=["dark_skin"], exemplars_keep=0.3)
+
+    def share(root: Path, folder: str) -> float:
+        with open(root / folder / "faces.csv") as handle:
+            return float(np.mean([row["dark_skin"] == "True" for row in csv.DictReader(handle)]))
+
+    assert share(absent, "cartoons") == 0
+    assert 0.03 < share(rare, "cartoons") < 0.6 * share(rare, "photos")
+    assert all(a.read_bytes() == b.read_bytes()
+               for a, b in zip(list_images(absent / "photos"), list_images(rare / "photos"), strict=True))
+    with pytest.raises(ValueError, match="exemplars_keep"):
+        generate_dataset(tmp_path / "bad", size=32, photos=1, cartoons=1, test=0, exemplars_keep=0.3)
+
+
 def test_unknown_attribute_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown synthetic attribute.*glases.*choose from"):
         generate_dataset(tmp_path, size=32, photos=1, cartoons=1, test=0, exemplars_without=["glases"])

@@ -112,11 +112,15 @@ def sample_face(rng: np.random.Generator) -> FaceParams:
     )
 
 
-def sample_face_without(rng: np.random.Generator, excluded: Sequence[str]) -> FaceParams:
-    """Draw faces until one has none of the ``excluded`` attributes (the biased exemplar set)."""
+def sample_face_without(rng: np.random.Generator, excluded: Sequence[str], keep: float = 0.0) -> FaceParams:
+    """Draw faces until one has none of the ``excluded`` attributes (the biased exemplar set); a face that has one
+    is still taken with probability ``keep`` (0: the attribute is absent; 0.2: about five times rarer than in
+    the photos)."""
     while True:
         face = sample_face(rng)
         if not any(ATTRIBUTES[name](face) for name in excluded):
+            return face
+        if keep > 0 and rng.random() < keep:  # no draw at 0: absent-attribute sets stay byte-identical
             return face
 
 
@@ -276,16 +280,22 @@ def generate_dataset(
     seed: int = 0,
     exemplars_without: Sequence[str] = (),
     skin_tones: bool = False,
+    exemplars_keep: float = 0.0,
 ) -> Path:
     """Write ``photos/``, ``cartoons/`` (different faces) and paired ``test_photos/`` + ``test_cartoons/``.
 
     A ``faces.csv`` per folder records each image's parameters and attributes (eye and mouth openness are
     the labels the facial perception loss can be checked against). ``exemplars_without`` names attributes
-    (see ``ATTRIBUTES``) that no training cartoon has, as in a biased few-shot style set. ``skin_tones``: the
-    cartoons draw skin in two flat tones (``cartoon_skin``).
+    (see ``ATTRIBUTES``) that no training cartoon has, as in a biased few-shot style set; with ``exemplars_keep``
+    > 0 they are rare instead of absent (``sample_face_without``). ``skin_tones``: the cartoons draw skin in two
+    flat tones (``cartoon_skin``). Photos are drawn first: they are the same whatever the exemplars' bias.
     """
     out = Path(out)
     excluded = check_attributes(exemplars_without)
+    if not 0.0 <= exemplars_keep < 1.0:
+        raise ValueError(f"exemplars_keep is a probability below 1, got {exemplars_keep}")
+    if exemplars_keep > 0 and not excluded:
+        raise ValueError("exemplars_keep makes the exemplars_without attributes rare: name at least one")
     rng = np.random.default_rng(seed)
     plan = [("photos", photos, ("photo",)), ("cartoons", cartoons, ("cartoon",)),
             ("test", test, ("photo", "cartoon"))]
@@ -293,7 +303,7 @@ def generate_dataset(
         folders = {st: out / (f"test_{st}s" if name == "test" else name) for st in styles}
         rows = []
         for index in range(count):
-            face = sample_face_without(rng, excluded) if name == "cartoons" else sample_face(rng)
+            face = sample_face_without(rng, excluded, exemplars_keep) if name == "cartoons" else sample_face(rng)
             for st, folder in folders.items():
                 write_image(folder / f"{index:05d}.png", render(face, size, st, rng, skin_tones))
             rows.append({"file": f"{index:05d}.png", **asdict(face), **face_attributes(face)})
@@ -312,7 +322,8 @@ def generate_dataset(
 
 
 def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test: int, seed: int,
-                   exemplars_without: Sequence[str] = (), skin_tones: bool = False) -> Path:
+                   exemplars_without: Sequence[str] = (), skin_tones: bool = False,
+                   exemplars_keep: float = 0.0) -> Path:
     """Generate the synthetic dataset under ``root`` unless it is already complete with these parameters.
 
     Existing data is never rewritten: a dataset generated with other parameters is moved aside to
@@ -322,7 +333,8 @@ def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test
     marker, generating = root / ".complete", root / ".generating"
     signature = (f"version={GENERATOR_VERSION} size={size} photos={photos} cartoons={cartoons} test={test} "
                  f"seed={seed} exemplars_without={','.join(exemplars_without)}"
-                 + (" skin_tones" if skin_tones else "") + "\n")  # the default's signature is unchanged
+                 + (" skin_tones" if skin_tones else "")
+                 + (f" exemplars_keep={exemplars_keep}" if exemplars_keep else "") + "\n")  # defaults' unchanged
     if marker.is_file() and marker.read_text() == signature:
         return root
     if marker.is_file():
@@ -340,7 +352,7 @@ def ensure_dataset(root: str | Path, size: int, photos: int, cartoons: int, test
     root.mkdir(parents=True, exist_ok=True)
     generating.write_text(signature)
     generate_dataset(root, size=size, photos=photos, cartoons=cartoons, test=test, seed=seed,
-                     exemplars_without=exemplars_without, skin_tones=skin_tones)
+                     exemplars_without=exemplars_without, skin_tones=skin_tones, exemplars_keep=exemplars_keep)
     marker.write_text(signature)
     generating.unlink()
     return root
