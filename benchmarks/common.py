@@ -90,6 +90,9 @@ class BareLoopMixin:
     def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
         loss.backward()
 
+    def scale_learning_rates(self, iteration: int) -> None:
+        """No Trainer to read the optimisers from: the configured learning rates stay (schedules are not timed)."""
+
     @property
     def iteration(self) -> int:
         return self._iteration

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -16,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BareLoopMixin, best_time, machine, peak_rss_mb  # noqa: E402
 
-from dctnet.config import (DiscriminatorConfig, FacePerceptionConfig, TTNConfig, TTNLossConfig,  # noqa: E402
-                           UNetConfig, config_node)
+from dctnet.config import FacePerceptionConfig, TTNConfig, TTNLossConfig, config_node  # noqa: E402
 from dctnet.ttn.module import TTNModule  # noqa: E402
 
 
@@ -34,9 +34,8 @@ def main() -> None:
     print(machine())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loss = config_node("ttn.loss", TTNLossConfig, vgg_pretrained=False, face=FacePerceptionConfig("none", 0.0))
-    unet, discriminator = config_node("ttn.model", UNetConfig), config_node("ttn.discriminator", DiscriminatorConfig)
-    optimizer = config_node("ttn", TTNConfig).optimizer
-    module = _Bare(unet, discriminator, loss, 2e-4, 2e-4, optimizer, args.train_batch, 10.0, "unused", 0).to(device)
+    recipe = config_node("ttn", TTNConfig, loss=loss, lr_g=2e-4, lr_d=2e-4, batch_size=args.train_batch)
+    module = _Bare(recipe, tempfile.mkdtemp(), sample_every=10**9).to(device)
     module.setup_bare(iteration=10**6)  # past the warm-up
     n, s = args.train_batch, args.train_size
     batch = {"photo": torch.rand(n, 3, s, s, device=device) * 2 - 1, "cartoon": torch.rand(n, 3, s, s, device=device) * 2 - 1}
