@@ -17,6 +17,7 @@ about 38 min is expected on the first machine; not yet measured end to end.
 
     python benchmarks/learning.py [hydra overrides, e.g. ttn.steps=200 for a quick look]
     python benchmarks/learning.py --score-only   # re-score the models of the last run, no training
+    python benchmarks/learning.py --jobs=1       # the four runs after stage 1 one at a time (default: 2 at a time)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -210,16 +212,19 @@ def main(argv: list[str]) -> None:
     register_configs()
     score_only = "--score-only" in argv
     argv = [a for a in argv if a != "--score-only"]
+    # --jobs N: independent runs N at a time after stage 1 (dctnet/jobs.py; default 2 on a CPU with 2+ cores)
+    workers = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--jobs=")), min(2, os.cpu_count() or 1))
+    argv = [a for a in argv if not a.startswith("--jobs=")]
     start = time.time()
     base = _config(argv, EXPERIMENT)
     run_dir, data_root = Path(base.run_dir), Path(base.data.root)
     if score_only:
         calibrated, models = trained_models(run_dir)
     else:
-        calibrated, models = train_method_and_ablations(argv, EXPERIMENT)
-        for baseline in BASELINES:  # CycleGAN sees the images each TTN sees (conf/experiment/demo.yaml)
-            models[baseline] = train_baseline(_config([f"baseline={baseline}", "data.test_photos=/nonexistent", *argv],
-                                                      EXPERIMENT))
+        # CycleGAN sees the images each TTN sees (conf/experiment/demo.yaml); it trains beside the TTNs
+        baselines = {b: (train_baseline, (_config([f"baseline={b}", "data.test_photos=/nonexistent", *argv], EXPERIMENT),))
+                     for b in BASELINES}
+        calibrated, models = train_method_and_ablations(argv, EXPERIMENT, workers=workers, also=baselines)
     trained = time.time() - start
     docs = ROOT / "docs"
     (docs / "learning").mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from dctnet.config import register_configs
+from dctnet.jobs import Job, run_jobs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("dctnet.demo")
@@ -37,13 +38,15 @@ ABLATIONS = ("ccn_none", "no_gem")
 
 
 def train_method_and_ablations(extra: list[str], experiment: str | None = "demo",
-                               ablations: tuple[str, ...] = ABLATIONS, resume: str = "never") -> tuple[Path, dict[str, Path]]:
+                               ablations: tuple[str, ...] = ABLATIONS, resume: str = "never",
+                               workers: int = 1, also: dict[str, Job] | None = None) -> tuple[Path, dict[str, Path]]:
     """Stage 1, then the TTN on its calibrated samples (dctnet) and the ``ablations`` trained the same way.
 
     ``ccn_none`` trains on the exemplars alone (no calibrated samples, no ``ttn.extra_cartoons``);
-    ``no_gem`` on the calibrated samples without geometry expansion.
+    ``no_gem`` on the calibrated samples without geometry expansion. ``also``: more independent runs (baselines)
+    to train beside them; ``workers`` > 1 trains that many at a time in their own processes (dctnet/jobs.py).
 
-    Returns the calibrated-sample folder and ``{method: ttn.safetensors}``.
+    Returns the calibrated-sample folder and ``{method: trained model}``.
     """
     from dctnet.ccn.train import train_ccn
     from dctnet.ttn.train import train_ttn
@@ -66,7 +69,9 @@ def train_method_and_ablations(extra: list[str], experiment: str | None = "demo"
     }
     # the recipe after the caller's overrides: an ablation's own run_dir wins over a run_dir=... given for the
     # whole run (which once sent every ablation's model to the same folder, each overwriting the last)
-    models = {name: train_ttn(_config([*extra, *recipes[name]], experiment, resume)) for name in ("dctnet", *ablations)}
+    jobs: dict[str, Job] = {name: (train_ttn, (_config([*extra, *recipes[name]], experiment, resume),))
+                            for name in ("dctnet", *ablations)}
+    models = run_jobs({**jobs, **(also or {})}, workers)
     log.info("stage 2 and ablations done after %.0f s", time.time() - start)
     return Path(calibrated), models
 

@@ -33,3 +33,26 @@ def test_each_method_trains_in_its_own_folder_on_the_runs_data(extra: list[str],
     assert dctnet.ttn.cartoons == no_gem.ttn.cartoons == str(calibrated)
     assert list(ccn_none.ttn.extra_cartoons) == [] and ccn_none.ttn.cartoons is None
     assert dctnet.data.gem.enabled and ccn_none.data.gem.enabled and not no_gem.data.gem.enabled
+
+
+def test_runs_trained_side_by_side_land_where_runs_in_turn_do(synthetic_root: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``workers=2`` trains the TTNs in their own processes (dctnet/jobs.py): the models land where the sequential
+    run puts them, loadable, and each run's recipe reaches its process (ccn_none without the calibrated samples)."""
+    from safetensors.torch import load_file
+
+    from conftest import tiny_overrides
+
+    def fake_ccn(cfg):  # stage 1 is not what runs side by side: the exemplars stand in for its samples
+        return {"calibrated": synthetic_root / "cartoons"}
+
+    monkeypatch.setattr("dctnet.ccn.train.train_ccn", fake_ccn)
+    extra = tiny_overrides(synthetic_root, tmp_path) + ["ttn.steps=2", "ttn.warmup_steps=1",
+                                                        "ttn.loss.face.kind=none", "ttn.loss.face.weight=0"]
+    _, models = demo.train_method_and_ablations(extra, "demo", ablations=("ccn_none",), workers=2)
+    assert set(models) == {"dctnet", "ccn_none"}
+    assert Path(models["dctnet"]).parents[1] == tmp_path
+    assert Path(models["ccn_none"]).parents[1] == tmp_path / "ablations" / "ccn_none"
+    for path in models.values():
+        assert load_file(path), f"{path} holds no tensors"
+    assert load_file(models["dctnet"]).keys() == load_file(models["ccn_none"]).keys()
