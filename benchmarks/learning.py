@@ -212,7 +212,7 @@ def main(argv: list[str]) -> None:
     register_configs()
     score_only = "--score-only" in argv
     argv = [a for a in argv if a != "--score-only"]
-    # --jobs N: independent runs N at a time after stage 1 (dctnet/jobs.py; default 2 on a CPU with 2+ cores)
+    # --jobs=N: independent runs N at a time after stage 1 (dctnet/jobs.py; default 2 on a CPU with 2+ cores)
     workers = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--jobs=")), min(2, os.cpu_count() or 1))
     argv = [a for a in argv if not a.startswith("--jobs=")]
     start = time.time()

@@ -1,7 +1,8 @@
 """Independent training runs side by side on one CPU machine: one process per run, the cores shared out.
 
 Small GAN runs do not use two cores well: on a 2-core Xeon with AMX a 64 px TTN iteration (batch 8) ran at
-2.9 iterations/s on one thread and 2.6-3.0 on two, so two runs at one thread each finish in about the time of one.
+about 2.9 iterations/s on one thread and 2.6-3.0 on two. Two learning-benchmark TTN runs of 300 iterations took
+123 s side by side against 167 s one after another, start-up included (1.36x; `python benchmarks/jobs.py`).
 The learning benchmark trains four independent models after stage 1 (the full method's TTN, two ablations,
 CycleGAN); ``run_jobs`` runs them ``workers`` at a time. Each is a plain function call in a fresh (spawned)
 process: nothing is shared but the files each run writes in its own folder. On a GPU the runs stay sequential.
