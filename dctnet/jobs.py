@@ -29,10 +29,9 @@ def run_jobs(jobs: dict[str, Job], workers: int = 1) -> dict[str, Any]:
     in order). ``fn`` and ``args`` must be picklable (module-level functions, configs). The first failure is raised."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1 or len(jobs) < 2:
-        return {name: fn(*args) for name, (fn, args) in jobs.items()}
-    if torch.cuda.is_available():
-        log.info("a GPU is present: the %d runs go one after another on it", len(jobs))
+    if workers == 1 or len(jobs) < 2 or torch.cuda.is_available():
+        if workers > 1 and len(jobs) > 1:
+            log.info("a GPU is present: the %d runs go one after another on it", len(jobs))
         return {name: fn(*args) for name, (fn, args) in jobs.items()}
     threads = max(1, (os.cpu_count() or 1) // workers)
     log.info("%d runs, %d at a time, %d thread(s) each: %s", len(jobs), workers, threads, ", ".join(jobs))
