@@ -8,6 +8,7 @@ header) or the logged losses must differ from the unchanged run's. A key nothing
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,9 @@ def _ttn_leaves(synthetic_root: Path, tmp_path: Path) -> dict:
 def _run(synthetic_root: Path, run_dir: Path, extra: list[str]) -> tuple[dict, dict, list]:
     path = train_ttn(make_config("ttn", tiny_overrides(synthetic_root, run_dir) + BASE + extra))
     logs = next((run_dir / "ttn" / "logs").rglob("metrics.csv"))
-    return load_file(path), load_model_file(path)[1], list(csv.reader(logs.open()))
+    outputs = load_file(path), load_model_file(path)[1], list(csv.reader(logs.open()))
+    shutil.rmtree(run_dir)  # read into memory: the key sweep keeps one run on disk at a time, not dozens
+    return outputs
 
 
 def test_every_stage2_key_changes_what_training_builds(synthetic_root: Path, tmp_path: Path) -> None:

@@ -49,7 +49,9 @@ def _leaves(node, prefix: str) -> dict:
 
 def _outputs(stage_dir: Path) -> tuple[dict, list]:
     logs = next((stage_dir / "logs").rglob("metrics.csv"), None)
-    return load_file(stage_dir / "ccn.safetensors"), list(csv.reader(logs.open())) if logs else []
+    outputs = load_file(stage_dir / "ccn.safetensors"), list(csv.reader(logs.open())) if logs else []
+    shutil.rmtree(stage_dir.parent.parent)  # the run, read into memory: the sweep keeps one run on disk at a time
+    return outputs
 
 
 def _same(a: tuple[dict, list], b: tuple[dict, list]) -> bool:
