@@ -308,7 +308,11 @@ class Generator(nn.Module):
 
     def synthesis(self, latent: torch.Tensor, noise: list[torch.Tensor | None]) -> torch.Tensor:
         """W+ latents (N x n_latent x style_dim) -> image."""
-        out = self.conv1(self.input(latent), latent[:, 0], noise=noise[0])
+        # channels_last: oneDNN's convolutions skip their layout reorders. A stage-1 iteration in bf16 on a 2-core Xeon
+        # with AMX: 64 px (experiment=learning) 481-541 ms against 590-674, 32 px (demo) 140-162 against 161-193.
+        # The layout follows through every layer; the values are the same up to the convolutions' rounding.
+        out = self.input(latent).contiguous(memory_format=torch.channels_last)
+        out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
         i = 1
         for conv1, conv2, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2],
@@ -400,6 +404,7 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1)`` image logits, or ``(N, r*r)`` patch logits with ``patch_resolution`` r (``(N, 1 + r*r)``,
         the image logit first, with ``image_weight``)."""
+        x = x.contiguous(memory_format=torch.channels_last)  # as the generator's, for oneDNN (``Generator.synthesis``)
         if self.patch_resolution is not None:
             depth = int(math.log2(self.size // self.patch_resolution)) + 1  # the 1x1 input conv, then halvings
             features = self.convs[:depth](x)
@@ -414,8 +419,8 @@ class Discriminator(nn.Module):
         batch, channel, height, width = out.shape
         # largest group <= 4 that divides the batch (rosinality requires divisibility and crashes otherwise)
         group = max(g for g in range(1, min(batch, self.stddev_group) + 1) if batch % g == 0)
-        stddev = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
+        stddev = out.reshape(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
         stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
         stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2).repeat(group, 1, height, width)
         out = self.final_conv(torch.cat([out, stddev], 1))
-        return self.final_linear(out.view(batch, -1))
+        return self.final_linear(out.reshape(batch, -1))
