@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -49,11 +48,14 @@ from dctnet.ccn.colour_match import match_sample_colours  # noqa: E402
 from dctnet.ccn.train import source_generator_path  # noqa: E402
 from dctnet.demo import TRAINED_ON, _config, train_method_and_ablations  # noqa: E402
 from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
+from dctnet.jobs import workers_option  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
 from dctnet.metrics.evaluate import paired_difference, read_per_image  # noqa: E402
 from dctnet.metrics.provenance import write_provenance  # noqa: E402
 from dctnet.metrics.run import run_evaluation  # noqa: E402
 from dctnet.training import prepare_environment  # noqa: E402
+
+log = logging.getLogger("benchmarks.learning")
 
 EXPERIMENT = "learning"
 SHIFT_SEED = 1234
@@ -213,8 +215,7 @@ def main(argv: list[str]) -> None:
     score_only = "--score-only" in argv
     argv = [a for a in argv if a != "--score-only"]
     # --jobs=N: independent runs N at a time after stage 1 (dctnet/jobs.py; default 2 on a CPU with 2+ cores)
-    workers = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--jobs=")), min(2, os.cpu_count() or 1))
-    argv = [a for a in argv if not a.startswith("--jobs=")]
+    workers, argv = workers_option(argv)
     start = time.time()
     base = _config(argv, EXPERIMENT)
     run_dir, data_root = Path(base.run_dir), Path(base.data.root)
@@ -246,7 +247,9 @@ def main(argv: list[str]) -> None:
                 for photo in files:
                     shutil.copy2(run_dir / "benchmark" / "all" / method / photo.name, out / method / photo.name)
             else:
+                started = time.time()
                 stylize_folder(stylizer, photos, out / method, overwrite=True)
+                log.info("%s: %s stylized %d photos in %.0f s", name, method, len(files), time.time() - started)
             write_provenance(out / method, models[method], trained_on=made_how[method])
         if "toonify" in methods_here:
             toonify = stylizers["toonify"].backend
@@ -254,8 +257,10 @@ def main(argv: list[str]) -> None:
                 raise RuntimeError(f"Toonify projected {len(toonify.errors)} of the {len(files)} test photos")
             projection[name] = float(np.mean(toonify.errors))
         methods = [f"++evaluate.methods.{m}={out / m}" for m in methods_here]  # ++: add keys the experiment lacks
+        started = time.time()
         report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
                                          *methods, f"evaluate.out_dir={out / 'eval'}", *SCORING], EXPERIMENT))
+        log.info("%s: scored in %.0f s", name, time.time() - started)
         results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
         if set(COMPARED) <= set(methods_here):
             per_image = read_per_image(report.parent)
@@ -263,8 +268,10 @@ def main(argv: list[str]) -> None:
                                  for k in COMPARED_METRICS}
         shutil.copy2(report.parent / "grid.png", docs / "learning" / f"{slug}.png")
         grids[name] = f"learning/{slug}.png"
+    started = time.time()
     coverage = coverage_table(data_root, calibrated, base.data.size, base.data.synthetic.skin_tones,
                               write_source_samples(base, run_dir / "benchmark" / "g_src_samples"))
+    log.info("coverage counted in %.0f s", time.time() - started)
     header = [f"- machine: {machine()}",
               f"- data: `experiment={EXPERIMENT}` (conf/experiment/{EXPERIMENT}.yaml), {base.data.size} px, "
               f"exemplars without {list(base.data.synthetic.exemplars_without)}, "

@@ -5,7 +5,8 @@ the calibrated samples (DCT-Net), the ablations ``evaluate.methods`` names train
 (``ccn_none``: raw cartoons, no calibration; ``no_gem``, in the learning benchmark: calibrated samples without
 geometry expansion), the CycleGAN and Toonify baselines, then the paired test photos
 and scikit-image's astronaut are stylized and every method is evaluated. Extra Hydra overrides may be
-given on the command line (``python -m dctnet.demo ttn.steps=100``).
+given on the command line (``python -m dctnet.demo ttn.steps=100``). After stage 1 the TTNs and the baselines
+train two at a time on a CPU with two cores or more (``--jobs=1``: one after another; dctnet/jobs.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from dctnet.config import register_configs
-from dctnet.jobs import Job, run_jobs
+from dctnet.jobs import Job, run_jobs, workers_option
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("dctnet.demo")
@@ -106,18 +107,21 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     prepare_environment()
     register_configs()
-    extra = list(sys.argv[1:] if argv is None else argv)
+    workers, extra = workers_option(list(sys.argv[1:] if argv is None else argv))
     start = time.time()
     base = _config(extra)
     run_dir = Path(base.run_dir)
+    # Each baseline stylizes the test photos itself; they need nothing from the TTNs, so they train beside them
+    # (Toonify reads stage 1's generators, written before any of these starts).
+    baselines = {b: (train_baseline, (_config([f"baseline={b}", *extra]),)) for b in BASELINES}
     # the ablations the demo config scores (evaluate.methods); the learning benchmark trains both
-    _, models = train_method_and_ablations(extra, ablations=tuple(m for m in base.evaluate.methods if m in ABLATIONS))
+    _, trained = train_method_and_ablations(extra, ablations=tuple(m for m in base.evaluate.methods if m in ABLATIONS),
+                                            workers=workers, also=baselines)
+    models = {name: model for name, model in trained.items() if name not in BASELINES}
     stylizers = {name: load_stylizer(model) for name, model in models.items()}
     for name, stylizer in stylizers.items():  # the folders conf/experiment/demo.yaml names as evaluate.methods
         stylize_folder(stylizer, base.data.test_photos, run_dir / "stylized" / name, overwrite=True)
         write_provenance(run_dir / "stylized" / name, models[name], trained_on=TRAINED_ON[name])
-    for baseline in BASELINES:
-        train_baseline(_config([f"baseline={baseline}", *extra]))
     import skimage.data
 
     write_image(run_dir / "stylized" / "astronaut_dctnet.png", stylizers["dctnet"](skimage.data.astronaut()))

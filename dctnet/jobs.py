@@ -42,6 +42,19 @@ def run_jobs(jobs: dict[str, Job], workers: int = 1) -> dict[str, Any]:
         return {name: future.result() for name, future in futures.items()}
 
 
+def workers_option(argv: list[str]) -> tuple[int, list[str]]:
+    """``--jobs=N`` taken out of a command line: (N, the other arguments). Default: 2 on a CPU with 2+ cores, the
+    measured gain above; on a GPU ``run_jobs`` keeps the runs sequential whatever N is."""
+    workers = min(2, os.cpu_count() or 1)
+    rest = []
+    for argument in argv:
+        if argument.startswith("--jobs="):
+            workers = int(argument.split("=", 1)[1])
+        else:
+            rest.append(argument)
+    return workers, rest
+
+
 def _start_worker(threads: int, level: int) -> None:
     """A worker's share of the cores, and its log lines on stderr as the parent's are."""
     torch.set_num_threads(threads)

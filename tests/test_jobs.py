@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from dctnet.jobs import run_jobs
+from dctnet.jobs import run_jobs, workers_option
 
 
 def test_runs_go_to_their_own_processes_with_a_share_of_the_cores() -> None:
@@ -25,3 +25,9 @@ def test_a_failing_run_raises_in_the_caller() -> None:
         run_jobs({"ok": (abs, (-1,)), "bad": (int, ("x",))}, workers=2)
     with pytest.raises(ValueError, match="at least 1"):
         run_jobs({"ok": (abs, (-1,))}, workers=0)
+
+
+def test_the_jobs_option_is_taken_out_of_the_hydra_overrides() -> None:
+    """`make demo` and benchmarks/learning.py pass the rest to Hydra, which would reject ``--jobs``."""
+    assert workers_option(["ttn.steps=5", "--jobs=3", "seed=1"]) == (3, ["ttn.steps=5", "seed=1"])
+    assert workers_option(["seed=1"]) == (min(2, os.cpu_count() or 1), ["seed=1"])
