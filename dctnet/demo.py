@@ -5,8 +5,8 @@ the calibrated samples (DCT-Net), the ablations ``evaluate.methods`` names train
 (``ccn_none``: raw cartoons, no calibration; ``no_gem``, in the learning benchmark: calibrated samples without
 geometry expansion), the CycleGAN and Toonify baselines, then the paired test photos
 and scikit-image's astronaut are stylized and every method is evaluated. Extra Hydra overrides may be
-given on the command line (``python -m dctnet.demo ttn.steps=100``). After stage 1 the TTNs and the baselines
-train two at a time on a CPU with two cores or more (``--jobs=1``: one after another; dctnet/jobs.py).
+given on the command line (``python -m dctnet.demo ttn.steps=100``); ``--jobs=2`` trains the TTNs and the
+baselines two at a time after stage 1 (dctnet/jobs.py; no faster for the demo on 2 cores, measured in ``main``).
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     prepare_environment()
     register_configs()
-    workers, extra = workers_option(list(sys.argv[1:] if argv is None else argv))
+    # One at a time unless --jobs=2: a fresh clone's demo on the 2-core Xeon with AMX spent 268 s on its TTN,
+    # CycleGAN and Toonify side by side against 259 s for the three alone in turn (the demo's TTN ran at a third of
+    # its two-thread speed on one thread), where the benchmark's 64 px TTNs gain 1.36x.
+    workers, extra = workers_option(list(sys.argv[1:] if argv is None else argv), default=1)
     start = time.time()
     base = _config(extra)
     run_dir = Path(base.run_dir)

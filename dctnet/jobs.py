@@ -42,10 +42,10 @@ def run_jobs(jobs: dict[str, Job], workers: int = 1) -> dict[str, Any]:
         return {name: future.result() for name, future in futures.items()}
 
 
-def workers_option(argv: list[str]) -> tuple[int, list[str]]:
-    """``--jobs=N`` taken out of a command line: (N, the other arguments). Default: 2 on a CPU with 2+ cores, the
-    measured gain above; on a GPU ``run_jobs`` keeps the runs sequential whatever N is."""
-    workers = min(2, os.cpu_count() or 1)
+def workers_option(argv: list[str], default: int | None = None) -> tuple[int, list[str]]:
+    """``--jobs=N`` taken out of a command line: (N, the other arguments). ``default`` (None: 2 on a CPU with 2+
+    cores, the measured gain above) when absent; on a GPU ``run_jobs`` keeps the runs sequential whatever N is."""
+    workers = min(2, os.cpu_count() or 1) if default is None else default
     rest = []
     for argument in argv:
         if argument.startswith("--jobs="):

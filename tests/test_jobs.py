@@ -31,3 +31,4 @@ def test_the_jobs_option_is_taken_out_of_the_hydra_overrides() -> None:
     """`make demo` and benchmarks/learning.py pass the rest to Hydra, which would reject ``--jobs``."""
     assert workers_option(["ttn.steps=5", "--jobs=3", "seed=1"]) == (3, ["ttn.steps=5", "seed=1"])
     assert workers_option(["seed=1"]) == (min(2, os.cpu_count() or 1), ["seed=1"])
+    assert workers_option(["seed=1"], default=1) == (1, ["seed=1"])
