@@ -332,6 +332,7 @@ class ToonifyConfig:
     vgg_weights: Optional[str] = MISSING
     noise_seed: int = MISSING  # fixed synthesis noise: projection optimises the latent only
     mean_latents: int = MISSING  # mapped samples averaged for the starting W
+    precision: str = MISSING  # projection numerics, trainer.precision's values: bf16 (auto: where the device has it) or fp32
 
 
 @dataclass

@@ -25,7 +25,7 @@ CYCLEGAN_TINY = ["baseline=cyclegan", "cyclegan.ngf=8", "cyclegan.ndf=8", "cycle
                  "cyclegan.pool_size=8"]
 TOONIFY_TINY = dict(steps=400, lr=0.1, batch_size=4, latent_space="w_plus", pixel=1.0, perceptual=0.0,
                     vgg_layer="conv2_2", vgg_pretrained=False, vgg_weights=None, noise_seed=0,
-                    mean_latents=4096)
+                    mean_latents=4096, precision="32-true")
 
 
 def logged(stage_dir: Path, key: str) -> list[float]:
@@ -95,10 +95,12 @@ def test_cyclegan_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one
 TINY_G = StyleGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, lr_mlp=0.01)
 
 
-def test_projection_recovers_a_source_sample_whose_latent_is_known() -> None:
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_projection_recovers_a_source_sample_whose_latent_is_known(precision: str) -> None:
+    """In fp32 and under bf16 autocast (toonify.precision follows trainer.precision), the same error bounds."""
     torch.manual_seed(0)
     source = build_generator(TINY_G).eval()
-    cfg = ToonifyConfig(**TOONIFY_TINY)
+    cfg = ToonifyConfig(**{**TOONIFY_TINY, "precision": precision})
     with torch.no_grad():
         z = torch.randn(4, TINY_G.style_dim, generator=torch.Generator().manual_seed(7))
         noise = make_noise(source, 4, "cpu", rng=torch.Generator().manual_seed(cfg.noise_seed))

@@ -21,6 +21,7 @@ from dctnet.checkpoints import CheckpointError, load_model_file, save_model
 from dctnet.config import StyleGANConfig, ToonifyConfig
 from dctnet.models.stylegan2 import Generator
 from dctnet.models.vgg import VGGFeatures
+from dctnet.precision import resolve_precision
 
 KIND = "toonify"
 LATENT_SPACES = ("w", "w_plus")
@@ -53,7 +54,9 @@ def project(source: Generator, targets: torch.Tensor, cfg: ToonifyConfig,
     layers = source.n_latent if cfg.latent_space == "w_plus" else 1
     latent = start.detach().clone().view(1, 1, -1).repeat(n, layers, 1).requires_grad_(True)
     noise = make_noise(source, n, device, rng=torch.Generator().manual_seed(cfg.noise_seed))
-    target_features = vgg(targets) if vgg is not None and cfg.perceptual > 0 else None
+    bf16 = resolve_precision(str(cfg.precision), device.type).startswith("bf16")  # any other value: fp32
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        target_features = vgg(targets) if vgg is not None and cfg.perceptual > 0 else None
     optimizer = torch.optim.Adam([latent], lr=cfg.lr)
 
     def render() -> torch.Tensor:
@@ -63,10 +66,11 @@ def project(source: Generator, targets: torch.Tensor, cfg: ToonifyConfig,
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = projection_lr(step / max(1, cfg.steps), cfg.lr)
-        image = render()
-        loss = cfg.pixel * F.l1_loss(image, targets)
-        if target_features is not None:
-            loss = loss + cfg.perceptual * F.mse_loss(vgg(image), target_features)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            image = render()
+            loss = cfg.pixel * F.l1_loss(image.float(), targets)
+            if target_features is not None:
+                loss = loss + cfg.perceptual * F.mse_loss(vgg(image).float(), target_features.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,7 +122,8 @@ def load_toonify(path: str | Path, device: str | torch.device = "cpu") -> Toonif
     state, header = load_model_file(path, kind=KIND)
     try:
         model = StyleGANConfig(**header["arch"]["stylegan"])
-        cfg = ToonifyConfig(**header["arch"]["projection"])
+        # files written before toonify.precision existed projected in fp32
+        cfg = ToonifyConfig(**{"precision": "32-true", **header["arch"]["projection"]})
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: its header does not describe a Toonify model ({error})") from None
     source, blended = build_generator(model), build_generator(model)
