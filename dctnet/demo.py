@@ -5,8 +5,9 @@ the calibrated samples (DCT-Net), the ablations ``evaluate.methods`` names train
 (``ccn_none``: raw cartoons, no calibration; ``no_gem``, in the learning benchmark: calibrated samples without
 geometry expansion), the CycleGAN and Toonify baselines, then the paired test photos
 and scikit-image's astronaut are stylized and every method is evaluated. Extra Hydra overrides may be
-given on the command line (``python -m dctnet.demo ttn.steps=100``); ``--jobs=2`` trains the TTNs and the
-baselines two at a time after stage 1 (dctnet/jobs.py; no faster for the demo on 2 cores, measured in ``main``).
+given on the command line (``python -m dctnet.demo ttn.steps=100``); ``--baselines`` adds the CycleGAN and Toonify
+baselines (a few minutes more: see ``main``); ``--jobs=2`` trains the TTNs and the baselines two at a time after
+stage 1 (dctnet/jobs.py; no faster for the demo on 2 cores, measured in ``main``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from dctnet.config import register_configs
 from dctnet.jobs import Job, run_jobs, workers_option
@@ -115,12 +117,19 @@ def main(argv: list[str] | None = None) -> Path:
     # CycleGAN and Toonify side by side against 259 s for the three alone in turn (the demo's TTN ran at a third of
     # its two-thread speed on one thread), where the benchmark's 64 px TTNs gain 1.36x.
     workers, extra = workers_option(list(sys.argv[1:] if argv is None else argv), default=1)
+    # The baselines are opt-in: on the 2-core Xeon with AMX they took 174 s of a 735 s demo (CycleGAN 143 s,
+    # Toonify 31 s), the margin between the demo's 10-minute budget and not. The learning benchmark
+    # (benchmarks/learning.py) compares every method on 1000 pairs; here --baselines adds them to the report.
+    with_baselines = "--baselines" in extra
+    extra = [argument for argument in extra if argument != "--baselines"]
     start = time.time()
     base = _config(extra)
     run_dir = Path(base.run_dir)
     # Each baseline stylizes the test photos itself; they need nothing from the TTNs, so they train beside them
     # (Toonify reads stage 1's generators, written before any of these starts).
-    baselines = {b: (train_baseline, (_config([f"baseline={b}", *extra]),)) for b in BASELINES}
+    baselines = {b: (train_baseline, (_config([f"baseline={b}", *extra]),)) for b in BASELINES} if with_baselines else {}
+    if not with_baselines:
+        log.info("baselines not trained: python -m dctnet.demo --baselines adds CycleGAN and Toonify (~3 min)")
     # the ablations the demo config scores (evaluate.methods); the learning benchmark trains both
     _, trained = train_method_and_ablations(extra, ablations=tuple(m for m in base.evaluate.methods if m in ABLATIONS),
                                             workers=workers, also=baselines)
@@ -132,7 +141,10 @@ def main(argv: list[str] | None = None) -> Path:
     import skimage.data
 
     write_image(run_dir / "stylized" / "astronaut_dctnet.png", stylizers["dctnet"](skimage.data.astronaut()))
-    report = run_evaluation(_config([*identity_overrides(), *extra]))
+    scoring = _config([*identity_overrides(), *extra])
+    if not with_baselines:  # no earlier run's baseline outputs in run_dir scored as if they were this run's
+        OmegaConf.update(scoring, "evaluate.trained_baselines", {}, merge=False)
+    report = run_evaluation(scoring)
     print(f"\nDemo finished in {time.time() - start:.0f} s.\n  report: {report}\n"
           f"  stylized astronaut: {run_dir / 'stylized' / 'astronaut_dctnet.png'}\n  models: "
           + ", ".join(f"{k}={v}" for k, v in models.items()))

@@ -60,15 +60,15 @@ def test_runs_trained_side_by_side_land_where_runs_in_turn_do(synthetic_root: Pa
 
 @pytest.mark.slow
 def test_make_demo_runs_every_method_side_by_side_and_reports_them(synthetic_root: Path, tmp_path: Path) -> None:
-    """`make demo`'s own entry point, at toy size: stage 1, the TTNs and both baselines (two at a time), the
-    stylized test photos and astronaut, and one report that scores every method."""
+    """`make demo`'s own entry point, at toy size: stage 1, the TTNs and, with --baselines, both baselines (two at a
+    time), the stylized test photos and astronaut, and one report that scores every method."""
     from conftest import tiny_overrides
 
     tiny = tiny_overrides(synthetic_root, tmp_path) + [
         "ccn.pretrain.steps=2", "ccn.adapt.steps=2", "ttn.steps=2", "ttn.warmup_steps=1", "ttn.loss.face.kind=none",
         "ttn.loss.face.weight=0", "cyclegan.ngf=8", "cyclegan.ndf=8", "cyclegan.blocks=2", "toonify.steps=2",
         "toonify.mean_latents=16", "evaluate.bootstrap=10"]
-    report = demo.main([*tiny, "--jobs=2"])
+    report = demo.main([*tiny, "--jobs=2", "--baselines"])
     text = report.read_text()
     for method in ("dctnet", "cyclegan", "toonify", "identity", "cartoon_filter"):  # the methods demo.yaml scores
         assert f"| {method} |" in text, f"{method} missing from the report"
@@ -76,3 +76,8 @@ def test_make_demo_runs_every_method_side_by_side_and_reports_them(synthetic_roo
     for method in ("dctnet", "cyclegan", "toonify"):
         assert len(list((tmp_path / "stylized" / method).glob("*.png"))) == tests, method
     assert (tmp_path / "stylized" / "astronaut_dctnet.png").is_file()
+    # without --baselines (make demo's default) only the method is trained, and the baselines' outputs the run
+    # above left in the same run_dir are not scored as this run's
+    text = demo.main(tiny).read_text()
+    assert "| dctnet |" in text and "| cartoon_filter |" in text
+    assert "| cyclegan |" not in text and "| toonify |" not in text
