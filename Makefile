@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # torch/torchvision pair installed into the venv (CPU or CUDA wheel, whichever the index serves).
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+DEMO_ARGS ?=
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export WANDB_MODE ?= offline
@@ -21,8 +22,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev,export,identity,video]"
 	touch $(STAMP)
 
-demo: install
-	$(PY) -m dctnet.demo
+demo: install  ## DEMO_ARGS=--baselines adds CycleGAN and Toonify (a few minutes more)
+	$(PY) -m dctnet.demo $(DEMO_ARGS)
 
 test: install
 	$(PY) -m pytest -q
