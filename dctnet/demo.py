@@ -3,7 +3,7 @@
 Stage 1 (pretrain G_src, adapt to ~100 cartoons, calibrated sampling + filtering), stage 2 with GEM on
 the calibrated samples (DCT-Net), the ablations ``evaluate.methods`` names trained the same way
 (``ccn_none``: raw cartoons, no calibration; ``no_gem``, in the learning benchmark: calibrated samples without
-geometry expansion), the CycleGAN and Toonify baselines, then the paired test photos
+geometry expansion), with ``--baselines`` the CycleGAN and Toonify baselines, then the paired test photos
 and scikit-image's astronaut are stylized and every method is evaluated. Extra Hydra overrides may be
 given on the command line (``python -m dctnet.demo ttn.steps=100``); ``--baselines`` adds the CycleGAN and Toonify
 baselines (a few minutes more: see ``main``); ``--jobs=2`` trains the TTNs and the baselines two at a time after
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> Path:
     # its two-thread speed on one thread), where the benchmark's 64 px TTNs gain 1.36x.
     workers, extra = workers_option(list(sys.argv[1:] if argv is None else argv), default=1)
     # The baselines are opt-in: on the 2-core Xeon with AMX they took 174 s of a 735 s demo (CycleGAN 143 s,
-    # Toonify 31 s), the margin between the demo's 10-minute budget and not. The learning benchmark
+    # Toonify 31 s), a quarter of the time left after stage 1, against a 10-minute budget. The learning benchmark
     # (benchmarks/learning.py) compares every method on 1000 pairs; here --baselines adds them to the report.
     with_baselines = "--baselines" in extra
     extra = [argument for argument in extra if argument != "--baselines"]
