@@ -55,8 +55,8 @@ def project(source: Generator, targets: torch.Tensor, cfg: ToonifyConfig,
     latent = start.detach().clone().view(1, 1, -1).repeat(n, layers, 1).requires_grad_(True)
     noise = make_noise(source, n, device, rng=torch.Generator().manual_seed(cfg.noise_seed))
     bf16 = resolve_precision(str(cfg.precision), device.type).startswith("bf16")  # any other value: fp32
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        target_features = vgg(targets) if vgg is not None and cfg.perceptual > 0 else None
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # fp32 copy once, not every step
+        target_features = vgg(targets).float() if vgg is not None and cfg.perceptual > 0 else None
     optimizer = torch.optim.Adam([latent], lr=cfg.lr)
 
     def render() -> torch.Tensor:
@@ -70,7 +70,7 @@ def project(source: Generator, targets: torch.Tensor, cfg: ToonifyConfig,
             image = render()
             loss = cfg.pixel * F.l1_loss(image.float(), targets)
             if target_features is not None:
-                loss = loss + cfg.perceptual * F.mse_loss(vgg(image).float(), target_features.float())
+                loss = loss + cfg.perceptual * F.mse_loss(vgg(image).float(), target_features)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
