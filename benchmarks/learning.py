@@ -43,7 +43,8 @@ from common import machine  # noqa: E402
 from dctnet.config import register_configs  # noqa: E402
 from dctnet.data.decode import list_images, read_image, write_image  # noqa: E402
 from dctnet.data.decode import to_tensor, to_uint8  # noqa: E402
-from dctnet.baselines.train import BASELINES, MODEL_FILES, load_baseline, train_baseline, trained_on  # noqa: E402
+from dctnet.baselines.train import BASELINES, MODEL_FILES, READS_STAGE_1, load_baseline, train_baseline  # noqa: E402
+from dctnet.baselines.train import trained_on  # noqa: E402
 from dctnet.ccn.colour_match import match_sample_colours  # noqa: E402
 from dctnet.ccn.train import source_generator_path  # noqa: E402
 from dctnet.demo import TRAINED_ON, _config, train_method_and_ablations  # noqa: E402
@@ -51,9 +52,9 @@ from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.jobs import workers_option  # noqa: E402
 from dctnet.metrics.coverage import train_coverage_model  # noqa: E402
 from dctnet.metrics.evaluate import paired_difference, read_per_image  # noqa: E402
-from dctnet.metrics.provenance import write_provenance  # noqa: E402
+from dctnet.metrics.provenance import FILE as PROVENANCE, write_provenance  # noqa: E402
 from dctnet.metrics.run import run_evaluation  # noqa: E402
-from dctnet.training import prepare_environment  # noqa: E402
+from dctnet.training import ensure_synthetic_data, prepare_environment  # noqa: E402
 
 log = logging.getLogger("benchmarks.learning")
 
@@ -112,6 +113,21 @@ def test_sets(data_root: Path, out: Path, attribute: str) -> dict[str, tuple[Pat
     sets["geometry-shifted"] = shifted
     sets[TOONIFY_SET] = first
     return sets
+
+
+def copy_projected(stylized: Path, photos: list[Path], out: Path) -> dict:
+    """A projecting baseline's outputs for ``photos``, written by its own run (train_baseline stylizes
+    ``data.test_photos``), copied to ``out``; returns that run's provenance record (with its projection error)."""
+    missing = [photo.name for photo in photos if not (stylized / photo.name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{stylized} lacks {len(missing)} of the {len(photos)} test photos' outputs "
+                                f"(e.g. {missing[:3]}): train the baseline with data.test_photos set to them")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for photo in photos:
+        shutil.copy2(stylized / photo.name, out / photo.name)
+    shutil.copy2(stylized / PROVENANCE, out / PROVENANCE)
+    return json.loads((stylized / PROVENANCE).read_text())
 
 
 def write_source_samples(cfg, out: Path, count: int = 256) -> Path:
@@ -219,43 +235,47 @@ def main(argv: list[str]) -> None:
     start = time.time()
     base = _config(argv, EXPERIMENT)
     run_dir, data_root = Path(base.run_dir), Path(base.data.root)
+    ensure_synthetic_data(base)
+    attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
+    sets = test_sets(data_root, run_dir / "benchmark", attribute)
     if score_only:
         calibrated, models = trained_models(run_dir)
     else:
-        # CycleGAN sees the images each TTN sees (conf/experiment/demo.yaml); it trains beside the TTNs
-        baselines = {b: (train_baseline, (_config([f"baseline={b}", "data.test_photos=/nonexistent", *argv], EXPERIMENT),))
-                     for b in BASELINES}
-        calibrated, models = train_method_and_ablations(argv, EXPERIMENT, workers=workers, also=baselines)
+        # CycleGAN sees the images each TTN sees (conf/experiment/demo.yaml) and trains beside stage 1 and the TTNs;
+        # this script stylizes its test sets. Toonify projects the first pairs in its own run, after stage 1.
+        test_photos = {"cyclegan": "/nonexistent", "toonify": sets[TOONIFY_SET][0]}
+        baselines = {b: (train_baseline, (_config([f"baseline={b}", f"data.test_photos={test_photos[b]}", *argv],
+                                                  EXPERIMENT),)) for b in BASELINES}
+        calibrated, models = train_method_and_ablations(argv, EXPERIMENT, workers=workers, also=baselines,
+                                                        also_after_stage_1=READS_STAGE_1)
     trained = time.time() - start
     docs = ROOT / "docs"
     (docs / "learning").mkdir(parents=True, exist_ok=True)
     stylizers = {name: load_baseline(model) if name in BASELINES else load_stylizer(model)
-                 for name, model in models.items()}
+                 for name, model in models.items() if name not in PROJECTING}
     results, grids, projection, differences = {}, {}, {}, {}
     made_how = {**TRAINED_ON, **{b: trained_on(_config([f"baseline={b}", *argv], EXPERIMENT)) for b in BASELINES}}
-    attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
-    for name, (photos, targets) in test_sets(data_root, run_dir / "benchmark", attribute).items():
+    for name, (photos, targets) in sets.items():
         slug = name.replace(" ", "_")
         out = run_dir / "benchmark" / slug
         reused = name in (f"with {attribute}", TOONIFY_SET)  # photos of "all": reuse those outputs
         files = list_images(photos)
-        methods_here = {m: s for m, s in stylizers.items() if m not in PROJECTING or name == TOONIFY_SET}
-        for method, stylizer in methods_here.items():
-            if reused and method not in PROJECTING:
+        methods_here = [m for m in models if m not in PROJECTING or name == TOONIFY_SET]
+        for method in methods_here:
+            if method in PROJECTING:  # stylized in its own run (train_baseline), beside the other trainings
+                projected = copy_projected(run_dir / "stylized" / method, files, out / method)
+                projection[name] = projected["projection_error"]
+                continue
+            if reused:
                 shutil.rmtree(out / method, ignore_errors=True)
                 (out / method).mkdir(parents=True)
                 for photo in files:
                     shutil.copy2(run_dir / "benchmark" / "all" / method / photo.name, out / method / photo.name)
             else:
                 started = time.time()
-                stylize_folder(stylizer, photos, out / method, overwrite=True)
+                stylize_folder(stylizers[method], photos, out / method, overwrite=True)
                 log.info("%s: %s stylized %d photos in %.0f s", name, method, len(files), time.time() - started)
             write_provenance(out / method, models[method], trained_on=made_how[method])
-        if "toonify" in methods_here:
-            toonify = stylizers["toonify"].backend
-            if len(toonify.errors) != len(files):
-                raise RuntimeError(f"Toonify projected {len(toonify.errors)} of the {len(files)} test photos")
-            projection[name] = float(np.mean(toonify.errors))
         methods = [f"++evaluate.methods.{m}={out / m}" for m in methods_here]  # ++: add keys the experiment lacks
         started = time.time()
         report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
@@ -290,7 +310,7 @@ def main(argv: list[str]) -> None:
                f"- training {trained / 60:.1f} min, total {(time.time() - start) / 60:.1f} min"),
               "- intervals: 95 % bootstrap over test images; LPIPS and FID use random-weight backbones (no "
               "pretrained weights offline), so compare them only within this table",
-              "- grid rows: source photos, identity, cartoon_filter, " + ", ".join(stylizers) + ", paired target",
+              "- grid rows: source photos, identity, cartoon_filter, " + ", ".join(models) + ", paired target",
               f"- {', '.join(sorted(PROJECTING))}: scored on the {TOONIFY_SET} only (it projects each photo into G_src, "
               "which draws aligned faces; minutes per hundred photos)"]
     (docs / "learning.md").write_text(markdown(results, coverage, header, grids, differences))

@@ -27,6 +27,34 @@ def test_a_failing_run_raises_in_the_caller() -> None:
         run_jobs({"ok": (abs, (-1,))}, workers=0)
 
 
+def test_a_run_starts_only_once_the_runs_it_reads_are_done(tmp_path) -> None:
+    """Stage 1 before the TTNs that read its samples: side by side, a run waits for its dependencies (the reader
+    would find no file if it started with the writer), and runs without any start at once beside them."""
+    import subprocess
+
+    flag = tmp_path / "written"
+    writer = (subprocess.run, (["sh", "-c", f"sleep 1; touch {flag}"],))
+    reader = (os.path.exists, (str(flag),))
+    done = run_jobs({"reader": reader, "writer": writer, "free": (os.path.exists, (str(flag),))}, workers=2,
+                    after={"reader": ["writer"]})
+    assert done["reader"] is True, "the reader started before the writer finished"
+    assert done["free"] is False, "a run without dependencies waited for one"
+    assert list(done) == ["reader", "writer", "free"]
+    flag.unlink()
+    order = []
+    run_jobs({"b": (order.append, ("b",)), "a": (order.append, ("a",)), "c": (order.append, ("c",))}, workers=1,
+             after={"b": ["a"]})
+    assert order == ["a", "b", "c"], "in turn: the first run whose dependencies are done, in the given order"
+
+
+def test_dependencies_on_unknown_runs_or_in_a_cycle_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown jobs"):
+        run_jobs({"a": (abs, (-1,))}, after={"a": ["missing"]})
+    for workers in (1, 2):
+        with pytest.raises(ValueError, match="cycle"):
+            run_jobs({"a": (abs, (-1,)), "b": (abs, (-2,))}, workers=workers, after={"a": ["b"], "b": ["a"]})
+
+
 def test_the_jobs_option_is_taken_out_of_the_hydra_overrides() -> None:
     """`make demo` and benchmarks/learning.py pass the rest to Hydra, which would reject ``--jobs``."""
     assert workers_option(["ttn.steps=5", "--jobs=3", "seed=1"]) == (3, ["ttn.steps=5", "seed=1"])

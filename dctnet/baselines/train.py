@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
@@ -21,6 +22,7 @@ from dctnet.training import (check_optimiser, ensure_synthetic_data, fit_stage, 
 log = logging.getLogger(__name__)
 BASELINES = ("cyclegan", "toonify")
 MODEL_FILES = {"cyclegan": "cyclegan.safetensors", "toonify": "toonify.safetensors"}
+READS_STAGE_1 = ("toonify",)  # built from stage 1's G_src and adapted G: trains after stage 1
 
 
 def baseline_dir(cfg: DictConfig, name: str) -> Path:
@@ -94,7 +96,12 @@ def train_baseline(cfg: DictConfig) -> Path:
     model = train_cyclegan(cfg) if cfg.baseline == "cyclegan" else build_toonify(cfg)
     if pl.utilities.rank_zero_only.rank == 0 and Path(cfg.data.test_photos).is_dir():
         out = Path(cfg.run_dir) / "stylized" / cfg.baseline
-        report = stylize_folder(load_baseline(model), cfg.data.test_photos, out, overwrite=True)
-        write_provenance(out, model, trained_on=trained_on(cfg))
+        stylizer = load_baseline(model)
+        report = stylize_folder(stylizer, cfg.data.test_photos, out, overwrite=True)
+        facts = {"trained_on": trained_on(cfg)}
+        errors = getattr(stylizer.backend, "errors", None)  # Toonify: how well each photo was projected into G_src
+        if errors:
+            facts["projection_error"] = round(float(np.mean(errors)), 6)
+        write_provenance(out, model, **facts)
         log.info("%s: %d test photos stylized -> %s", cfg.baseline, len(report.done), out)
     return model
