@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -278,8 +279,12 @@ def main(argv: list[str]) -> None:
             write_provenance(out / method, models[method], trained_on=made_how[method])
         methods = [f"++evaluate.methods.{m}={out / m}" for m in methods_here]  # ++: add keys the experiment lacks
         started = time.time()
-        report = run_evaluation(_config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}",
-                                         *methods, f"evaluate.out_dir={out / 'eval'}", *SCORING], EXPERIMENT))
+        scoring = _config([*argv, f"evaluate.sources={photos}", f"evaluate.paired_targets={targets}", *methods,
+                           f"evaluate.out_dir={out / 'eval'}", *SCORING], EXPERIMENT)
+        # every method of this set is named above; evaluate.py's default would also score the baselines' own
+        # outputs in run_dir/stylized (Toonify's: the first pairs only), whatever this set's photos
+        OmegaConf.update(scoring, "evaluate.trained_baselines", {}, merge=False)
+        report = run_evaluation(scoring)
         log.info("%s: scored in %.0f s", name, time.time() - started)
         results[name] = json.loads((report.parent / "metrics.json").read_text())["methods"]
         if set(COMPARED) <= set(methods_here):

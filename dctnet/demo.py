@@ -6,8 +6,8 @@ the calibrated samples (DCT-Net), the ablations ``evaluate.methods`` names train
 geometry expansion), with ``--baselines`` the CycleGAN and Toonify baselines, then the paired test photos
 and scikit-image's astronaut are stylized and every method is evaluated. Extra Hydra overrides may be
 given on the command line (``python -m dctnet.demo ttn.steps=100``); ``--baselines`` adds the CycleGAN and Toonify
-baselines (a few minutes more: see ``main``); ``--jobs=2`` trains the TTNs and the baselines two at a time after
-stage 1 (dctnet/jobs.py; no faster for the demo on 2 cores, measured in ``main``).
+baselines (a few minutes more: see ``main``); ``--jobs=2`` trains two runs at a time, each once what it reads exists
+(CycleGAN beside stage 1; dctnet/jobs.py; no faster for the demo's TTNs on 2 cores, measured in ``main``).
 """
 
 from __future__ import annotations
