@@ -10,10 +10,9 @@ evaluate.py's metrics (95 % bootstrap intervals) on
 - the first 200 pairs, the only set Toonify is scored on (it projects each photo: minutes per hundred),
 and counts attributes (coverage) in the photos, G_src's samples (also colour-matched to the exemplars as stage 1
 matches its kept samples: the ceiling for calibrated samples), the exemplars and the calibrated samples.
-Writes ``docs/learning.md`` and its grids under ``docs/learning/``. The last full run took 58 min on a 2-core Xeon
-with AMX (training 32, scoring 26); scoring has since dropped identity similarity, which no table here shows, and
-evaluate.py embeds sources once: 1000 pairs x 3 methods scored in 57 s instead of 269 s (another 2-core Xeon), so
-about 38 min is expected on the first machine; not yet measured end to end.
+Writes ``docs/learning.md`` and its grids under ``docs/learning/``. The last full run took 39.1 min on a 2-core
+Xeon with AMX, the G_src cached (training 34.3: stage 1 beside CycleGAN, then the TTNs and Toonify's projections,
+two runs at a time; scoring and coverage 4.8).
 
     python benchmarks/learning.py [hydra overrides, e.g. ttn.steps=200 for a quick look]
     python benchmarks/learning.py --score-only   # re-score the models of the last run, no training
@@ -61,7 +60,7 @@ log = logging.getLogger("benchmarks.learning")
 
 EXPERIMENT = "learning"
 SHIFT_SEED = 1234
-# Toonify projects each photo into G_src (``toonify.steps`` Adam steps): 6 min per 200 photos on 2 cores, so on
+# Toonify projects each photo into G_src (``toonify.steps`` Adam steps): 10 min per 200 photos on one thread, so on
 # 1000 pairs it is scored on the first 200 only (the same 200 as in the benchmark's earlier 200-pair runs, data
 # seed 0), where every other method is scored too. G_src draws aligned faces: no geometry-shifted set for it.
 TOONIFY_PAIRS = 200
