@@ -43,10 +43,9 @@ from common import machine  # noqa: E402
 from dctnet.config import register_configs  # noqa: E402
 from dctnet.data.decode import list_images, read_image, write_image  # noqa: E402
 from dctnet.data.decode import to_tensor, to_uint8  # noqa: E402
-from dctnet.baselines.train import BASELINES, MODEL_FILES, READS_STAGE_1, load_baseline, train_baseline  # noqa: E402
-from dctnet.baselines.train import trained_on  # noqa: E402
+from dctnet.baselines.train import BASELINES, MODEL_FILES, load_baseline, train_baseline, trained_on  # noqa: E402
 from dctnet.ccn.colour_match import match_sample_colours  # noqa: E402
-from dctnet.ccn.train import source_generator_path  # noqa: E402
+from dctnet.ccn.train import kept_samples_folder, source_generator_path  # noqa: E402
 from dctnet.demo import TRAINED_ON, _config, train_method_and_ablations  # noqa: E402
 from dctnet.inference.stylize import load_stylizer, stylize_folder  # noqa: E402
 from dctnet.jobs import workers_option  # noqa: E402
@@ -209,15 +208,16 @@ def markdown(results: dict[str, dict], coverage: tuple[list[str], dict[str, dict
     return "\n".join(lines) + "\n"
 
 
-def trained_models(run_dir: Path) -> tuple[Path, dict[str, Path]]:
-    """The calibrated samples and models a previous run of this benchmark left in ``run_dir``."""
+def trained_models(cfg) -> tuple[Path, dict[str, Path]]:
+    """The calibrated samples and models a previous run of this benchmark left in its ``run_dir``."""
+    run_dir = Path(cfg.run_dir)
     models = {"dctnet": run_dir / "ttn" / "ttn.safetensors",
               **{name: run_dir / "ablations" / name / "ttn" / "ttn.safetensors" for name in ("ccn_none", "no_gem")},
               **{name: run_dir / "baselines" / name / MODEL_FILES[name] for name in BASELINES}}
     missing = [str(path) for path in models.values() if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"--score-only needs a finished run: missing {missing}")
-    return run_dir / "ccn" / "calibrated" / "kept", models
+    return kept_samples_folder(cfg), models
 
 
 def _share(share: float | None) -> str:
@@ -239,15 +239,14 @@ def main(argv: list[str]) -> None:
     attribute = base.data.synthetic.exemplars_without[0]  # the attribute the biased exemplars lack
     sets = test_sets(data_root, run_dir / "benchmark", attribute)
     if score_only:
-        calibrated, models = trained_models(run_dir)
+        calibrated, models = trained_models(base)
     else:
         # CycleGAN sees the images each TTN sees (conf/experiment/demo.yaml) and trains beside stage 1 and the TTNs;
         # this script stylizes its test sets. Toonify projects the first pairs in its own run, after stage 1.
         test_photos = {"cyclegan": "/nonexistent", "toonify": sets[TOONIFY_SET][0]}
         baselines = {b: (train_baseline, (_config([f"baseline={b}", f"data.test_photos={test_photos[b]}", *argv],
                                                   EXPERIMENT),)) for b in BASELINES}
-        calibrated, models = train_method_and_ablations(argv, EXPERIMENT, workers=workers, also=baselines,
-                                                        also_after_stage_1=READS_STAGE_1)
+        calibrated, models = train_method_and_ablations(argv, EXPERIMENT, workers=workers, also=baselines)
     trained = time.time() - start
     docs = ROOT / "docs"
     (docs / "learning").mkdir(parents=True, exist_ok=True)

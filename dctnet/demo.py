@@ -38,30 +38,23 @@ def _config(overrides: list[str], experiment: str | None = "demo", resume: str =
 
 
 ABLATIONS = ("ccn_none", "no_gem")
-
-
 STAGE_1 = "stage 1"
-
-
-def calibrated_folder(cfg) -> Path:
-    """Where stage 1 writes the kept calibrated samples (dctnet.ccn.train.sample_stage) for this run config."""
-    return Path(cfg.run_dir) / "ccn" / "calibrated" / "kept"
 
 
 def train_method_and_ablations(extra: list[str], experiment: str | None = "demo",
                                ablations: tuple[str, ...] = ABLATIONS, resume: str = "never",
-                               workers: int = 1, also: dict[str, Job] | None = None,
-                               also_after_stage_1: tuple[str, ...] = ()) -> tuple[Path, dict[str, Path]]:
+                               workers: int = 1, also: dict[str, Job] | None = None) -> tuple[Path, dict[str, Path]]:
     """Stage 1, the TTN on its calibrated samples (dctnet) and the ``ablations`` trained the same way.
 
     ``ccn_none`` trains on the exemplars alone (no calibrated samples, no ``ttn.extra_cartoons``) and so does not
-    wait for stage 1; ``no_gem`` trains on the calibrated samples without geometry expansion. ``also``: more runs
-    (baselines) to train beside them, those named in ``also_after_stage_1`` once stage 1 is done. ``workers`` > 1
-    trains that many at a time in their own processes (dctnet/jobs.py), each run as soon as what it reads exists.
+    wait for stage 1; ``no_gem`` trains on the calibrated samples without geometry expansion. ``also``: baselines to
+    train beside them (those in ``READS_STAGE_1`` once stage 1 is done). ``workers`` > 1 trains that many at a time
+    in their own processes (dctnet/jobs.py), each run as soon as what it reads exists.
 
     Returns the calibrated-sample folder and ``{method: trained model}``.
     """
-    from dctnet.ccn.train import train_ccn
+    from dctnet.baselines.train import READS_STAGE_1
+    from dctnet.ccn.train import kept_samples_folder, train_ccn
     from dctnet.training import ensure_synthetic_data
     from dctnet.ttn.train import train_ttn
 
@@ -70,7 +63,7 @@ def train_method_and_ablations(extra: list[str], experiment: str | None = "demo"
         raise ValueError(f"unknown ablations {sorted(unknown)}; choose from {ABLATIONS}")
     also = also or {}
     base = _config(extra, experiment, resume)
-    run_dir, calibrated = Path(base.run_dir), calibrated_folder(base)
+    run_dir, calibrated = Path(base.run_dir), kept_samples_folder(base)
     ensure_synthetic_data(base)  # once, here: runs that start together must not each generate the data set
     # Every method reads the run's data (data.root may follow run_dir, which an ablation moves: without this each
     # ablation regenerated the synthetic set in its own folder).
@@ -87,14 +80,10 @@ def train_method_and_ablations(extra: list[str], experiment: str | None = "demo"
     # Longest first (a free worker takes the first ready run): stage 1 and ``also`` (the baselines: CycleGAN took
     # 166 s in `make demo` against 57 s per TTN) start together, the shorter runs fill in after them.
     jobs = {STAGE_1: (train_ccn, (base,)), **also, **methods}
-    if set(also_after_stage_1) - set(also):
-        raise ValueError(f"also_after_stage_1 names runs not in also: {sorted(set(also_after_stage_1) - set(also))}")
-    reads_stage_1 = [name for name in methods if name != "ccn_none"] + list(also_after_stage_1)
+    # every TTN but ccn_none reads the calibrated samples; Toonify reads stage 1's generators
+    reads_stage_1 = [name for name in methods if name != "ccn_none"] + [name for name in also if name in READS_STAGE_1]
     start = time.time()
     done = run_jobs(jobs, workers, after={name: [STAGE_1] for name in reads_stage_1})
-    written = done[STAGE_1].get("calibrated")
-    if written is not None and Path(written) != calibrated:
-        raise RuntimeError(f"stage 1 wrote its samples to {written}, not {calibrated} where the TTNs read them")
     models = {name: done[name] for name in [*methods, *also]}  # the methods first, in the order reports use
     log.info("stage 1, stage 2 and ablations done after %.0f s", time.time() - start)
     return calibrated, models
@@ -122,7 +111,7 @@ def identity_overrides() -> list[str]:
 def main(argv: list[str] | None = None) -> Path:
     from dctnet.data.decode import write_image
     from dctnet.inference.stylize import load_stylizer, stylize_folder
-    from dctnet.baselines.train import BASELINES, READS_STAGE_1, train_baseline
+    from dctnet.baselines.train import BASELINES, train_baseline
     from dctnet.metrics.provenance import write_provenance
     from dctnet.metrics.run import run_evaluation
     from dctnet.training import prepare_environment
@@ -143,14 +132,13 @@ def main(argv: list[str] | None = None) -> Path:
     base = _config(extra)
     run_dir = Path(base.run_dir)
     # Each baseline stylizes the test photos itself; they need nothing from the TTNs, so they train beside them
-    # (Toonify once stage 1's generators are written: READS_STAGE_1).
+    # (Toonify once stage 1's generators are written).
     baselines = {b: (train_baseline, (_config([f"baseline={b}", *extra]),)) for b in BASELINES} if with_baselines else {}
     if not with_baselines:
         log.info("baselines not trained: python -m dctnet.demo --baselines adds CycleGAN and Toonify (~3 min)")
     # the ablations the demo config scores (evaluate.methods); the learning benchmark trains both
     _, trained = train_method_and_ablations(extra, ablations=tuple(m for m in base.evaluate.methods if m in ABLATIONS),
-                                            workers=workers, also=baselines,
-                                            also_after_stage_1=tuple(b for b in READS_STAGE_1 if b in baselines))
+                                            workers=workers, also=baselines)
     models = {name: model for name, model in trained.items() if name not in BASELINES}
     stylizers = {name: load_stylizer(model) for name, model in models.items()}
     for name, stylizer in stylizers.items():  # the folders conf/experiment/demo.yaml names as evaluate.methods

@@ -53,6 +53,12 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
     return stage_dir / "ccn.safetensors"
 
 
+def kept_samples_folder(cfg: DictConfig) -> Path:
+    """Where this run's sample stage writes its kept calibrated samples (``all/`` and ``manifest.csv`` beside it):
+    the TTN's cartoon domain, known before stage 1 runs."""
+    return Path(cfg.run_dir) / "ccn" / "calibrated" / "kept"
+
+
 def train_ccn(cfg: DictConfig) -> dict[str, Path]:
     """Run stage 1 as configured; returns the paths it produced (exports, calibrated folder)."""
     prepare_environment()
@@ -79,7 +85,7 @@ def train_ccn(cfg: DictConfig) -> dict[str, Path]:
         if not Path(adapted).is_file():
             raise ValueError(f"the sample stage needs an adapted generator at {adapted} (run adapt first)")
         outputs["calibrated"] = sample_stage(cfg, model, load_source(source_path, model), load_source(adapted, model),
-                                             ccn_dir / "calibrated")
+                                             kept_samples_folder(cfg).parent)
     return outputs
 
 
