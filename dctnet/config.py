@@ -168,6 +168,9 @@ class CCNStageConfig:
     # G_cartoon's coarse colours must stay one affine colour map of G_src's (dctnet/losses/colour_layout.py)
     colour_layout_weight: float = MISSING
     colour_layout_cells: int = MISSING  # cells per side of the coarse colour grid that loss compares
+    # which cells of G_cartoon(w) look alike must stay as in G_src(w) (dctnet/losses/self_similarity.py)
+    self_similarity_weight: float = MISSING
+    self_similarity_cells: int = MISSING  # cells per side of the grid whose pairwise colour distances it compares
     # parameter-name prefixes or glob patterns kept fixed, e.g. ["style."] or ["*noise.weight"]
     freeze: list[str] = MISSING
     # D judges r x r patches (logits of its r px feature map), not whole images; 0 = whole images

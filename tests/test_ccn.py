@@ -299,7 +299,7 @@ def test_adaptation_only_keys_leave_the_cached_source_key_unchanged(synthetic_ro
     key = source_cache_key(make_config("ccn", base))
     assert KEYS_PRETRAINING_IGNORES  # each one below is set on the pretrain node, where it does nothing
     for name in KEYS_PRETRAINING_IGNORES:
-        value = {"colour_layout_cells": 3, "patch_discriminator": 8}.get(name, 2.5)
+        value = {"colour_layout_cells": 3, "self_similarity_cells": 3, "patch_discriminator": 8}.get(name, 2.5)
         assert source_cache_key(make_config("ccn", base + [f"ccn.pretrain.{name}={value}"])) == key, name
     assert source_cache_key(make_config("ccn", base + ["ccn.pretrain.r1=0.5"])) != key  # a key it reads does change it
 

@@ -22,12 +22,12 @@ from dctnet.ccn.train import train_ccn
 from dctnet.data.decode import read_image
 
 # Every stage-1 recipe key is exercised on the adapt stage (it reads the same schema as pretraining, plus
-# the keys only adaptation uses: identity_weight, colour_layout_*, freeze). The run length is every run's business.
+# the keys only adaptation uses: identity_weight, colour_layout_*, self_similarity_*, freeze). The run length is every run's business.
 STAGE_NOT_HERE = {"steps"}
 # Values chosen so that each key acts within two iterations (every regulariser on, every iteration).
 STAGE_BASE = ["r1_every=1", "path_every=1", "path_length=2.0", "path_batch_shrink=2", "mixing=0.9",
               "diffaugment=[color]", "freeze=[style.1.weight]", "identity_weight=0.5", "colour_layout_weight=0.5",
-              "flip=true", "r1=0.1",
+              "self_similarity_weight=0.5", "flip=true", "r1=0.1",
               # a 1-image EMA half-life whose ramp-up binds in iteration 0 only: both keys act within two iterations
               "ema_half_life_kimg=0.001", "ema_rampup=0.2"]
 LIST_CHANGES = {"diffaugment": "[translation]", "freeze": "[]", "mixing": "0.0", "patch_discriminator": "8"}

@@ -3,8 +3,9 @@
 Per iteration: one discriminator update (non-saturating loss, lazy R1 folded into the same step every
 ``r1_every`` iterations, DiffAugment on both real and fake when configured) and one generator update
 (non-saturating loss, style mixing, lazy path-length regularisation, and in ``adapt`` mode a
-differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise, and the colour-layout loss
-that keeps G(z)'s coarse colours one affine colour map of G_src(z)'s). With ``patch_discriminator`` the
+differentiable identity loss 1 - cos(id(G(z)), id(G_src(z))) with shared noise, the colour-layout loss
+that keeps G(z)'s coarse colours one affine colour map of G_src(z)'s, and the self-similarity loss that keeps
+which of G(z)'s coarse cells look alike as in G_src(z)). With ``patch_discriminator`` the
 adapting D judges patches, not whole images (``Discriminator``). The generator EMA
 is what sampling and export use. Both optimisers are instantiated from the stage's ``optimizer`` node.
 """
@@ -22,6 +23,7 @@ from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.colour_layout import colour_layout_loss
 from dctnet.losses.diffaugment import diff_augment
+from dctnet.losses.self_similarity import self_similarity_loss
 from dctnet.losses.gan import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_regularize
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
 from dctnet.models.stylegan2 import Discriminator, Generator
@@ -186,7 +188,8 @@ class CCNModule(GANModule):
         g_loss = g_nonsaturating_loss(self.discriminator(self._augment(fake)), self.discriminator.logit_weights)
         total = g_loss
         logs["g_loss"] = g_loss.detach()
-        if self.source is not None and (self.identity is not None or self.stage.colour_layout_weight > 0):
+        if self.source is not None and (self.identity is not None or self.stage.colour_layout_weight > 0
+                                        or self.stage.self_similarity_weight > 0):
             with torch.no_grad():
                 source_image, _ = self.source(latents, noise=noise, inject_index=inject)
             if self.identity is not None:
@@ -197,6 +200,10 @@ class CCNModule(GANModule):
                 layout_loss = colour_layout_loss(fake, source_image, self.stage.colour_layout_cells)
                 total = total + self.stage.colour_layout_weight * layout_loss
                 logs["colour_layout_loss"] = layout_loss.detach()
+            if self.stage.self_similarity_weight > 0:
+                similarity_loss = self_similarity_loss(fake, source_image, self.stage.self_similarity_cells)
+                total = total + self.stage.self_similarity_weight * similarity_loss
+                logs["self_similarity_loss"] = similarity_loss.detach()
         if self.stage.path_length > 0 and iteration % self.stage.path_every == 0:
             path_batch = max(1, n // self.stage.path_batch_shrink)
             with full_precision(True, real.device):  # a gradient norm against its running mean: fp32

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 STAGES = ("pretrain", "adapt", "sample")
 # Stage-recipe keys added after G_src caches were first written that pretraining never reads (adaptation's
 # losses): left out of the cache key, so a user's cached G_src (an hour of CPU at 64 px) stays valid.
-KEYS_PRETRAINING_IGNORES = ("colour_layout_weight", "colour_layout_cells", "patch_discriminator",
-                            "patch_image_weight")  # adapt-only
+KEYS_PRETRAINING_IGNORES = ("colour_layout_weight", "colour_layout_cells", "self_similarity_weight",
+                            "self_similarity_cells", "patch_discriminator", "patch_image_weight")  # adapt-only
 
 
 def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: Path) -> Path:
