@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dctnet.ccn.module import CCNModule, build_generator
-from dctnet.config import CCNStageConfig, StyleGANConfig, config_node
 from dctnet.losses.colour_layout import colour_layout_loss
 
 
@@ -68,24 +66,4 @@ def test_it_stays_fp32_under_bf16_autocast_and_checks_shapes() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         colour_layout_loss(source[:4], source)
 
-
-def test_its_gradient_reaches_the_adapted_g_and_not_g_src() -> None:
-    """(That the adapt step adds it is tests/test_config_keys_ccn.py's: colour_layout_weight changes the run.)"""
-    model = config_node("ccn.model", StyleGANConfig, size=16, style_dim=32, n_mlp=2, channel_multiplier=1,
-                        channel_max=16)
-    torch.manual_seed(0)
-    source_state = {"g_ema": build_generator(model).state_dict()}
-    stage = config_node("ccn.adapt", CCNStageConfig, colour_layout_weight=5.0, colour_layout_cells=4, batch_size=4)
-    module = CCNModule(model, stage, "adapt", "unused", 0, source_state=source_state)
-    with torch.no_grad():  # G differs from G_src, as after some adaptation
-        for p in module.generator.to_rgbs.parameters():
-            p.add_(0.5 * torch.randn_like(p))
-    z = [torch.randn(4, model.style_dim)]
-    fake, _ = module.generator(z, randomize_noise=False)
-    with torch.no_grad():
-        reference, _ = module.source(z, randomize_noise=False)
-    loss = colour_layout_loss(fake, reference, stage.colour_layout_cells)
-    loss.backward()
-    assert loss.item() > 1e-4
-    assert module.generator.to_rgbs[0].conv.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in module.source.parameters())
+# That its gradient reaches the adapted G and not G_src: tests/test_self_similarity.py, for both anchor losses.

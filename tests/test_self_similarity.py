@@ -7,6 +7,7 @@ import torch
 
 from dctnet.ccn.module import CCNModule, build_generator
 from dctnet.config import CCNStageConfig, StyleGANConfig, config_node
+from dctnet.losses.colour_layout import colour_layout_loss
 from dctnet.losses.self_similarity import self_similarity_loss
 
 
@@ -73,22 +74,27 @@ def test_it_stays_fp32_under_bf16_autocast_and_checks_shapes() -> None:
         self_similarity_loss(source[:2], source)
 
 
-def test_the_adapt_step_adds_it_and_its_gradient_reaches_the_adapted_g_only() -> None:
+@pytest.mark.parametrize("loss_name", ["colour_layout", "self_similarity"])
+def test_each_anchor_loss_reaches_the_adapted_g_and_not_g_src(loss_name: str) -> None:
+    """(That the adapt step adds them is tests/test_config_keys_ccn.py's: each weight changes the run.)"""
+    loss_fn = {"colour_layout": colour_layout_loss, "self_similarity": self_similarity_loss}[loss_name]
     model = config_node("ccn.model", StyleGANConfig, size=16, style_dim=32, n_mlp=2, channel_multiplier=1,
                         channel_max=16)
     torch.manual_seed(0)
     source_state = {"g_ema": build_generator(model).state_dict()}
-    stage = config_node("ccn.adapt", CCNStageConfig, self_similarity_weight=5.0, self_similarity_cells=4, batch_size=4)
+    stage = config_node("ccn.adapt", CCNStageConfig, batch_size=4, **{f"{loss_name}_weight": 5.0,
+                                                                      f"{loss_name}_cells": 4})
     module = CCNModule(model, stage, "adapt", "unused", 0, source_state=source_state)
     with torch.no_grad():  # G differs from G_src, as after some adaptation
-        for p in module.generator.convs.parameters():
-            p.add_(0.5 * torch.randn_like(p))
+        for p in module.generator.parameters():
+            p.add_(0.2 * torch.randn_like(p))
     z = [torch.randn(4, model.style_dim)]
     fake, _ = module.generator(z, randomize_noise=False)
     with torch.no_grad():
         reference, _ = module.source(z, randomize_noise=False)
-    loss = self_similarity_loss(fake, reference, stage.self_similarity_cells)
+    loss = loss_fn(fake, reference, 4)
     loss.backward()
-    assert loss.item() > 1e-3
+    assert loss.item() > 1e-4
     assert module.generator.convs[0].conv.weight.grad.abs().sum() > 0
+    assert module.generator.to_rgbs[0].conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in module.source.parameters())
