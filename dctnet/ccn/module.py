@@ -23,8 +23,8 @@ from dctnet.config import CCNStageConfig, IdentityConfig, StyleGANConfig
 from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.colour_layout import colour_layout_loss
 from dctnet.losses.diffaugment import diff_augment
-from dctnet.losses.self_similarity import self_similarity_loss
 from dctnet.losses.gan import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_regularize
+from dctnet.losses.self_similarity import self_similarity_loss
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
 from dctnet.models.stylegan2 import Discriminator, Generator
 from dctnet.precision import full_precision
