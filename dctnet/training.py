@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ RERUN_FREE_KEYS = ("resume", "trainer.max_steps", "trainer.enable_progress_bar",
                    "trainer.checkpoint_every", "trainer.log_every_n_steps", "trainer.accelerator", "trainer.devices",
                    "trainer.num_nodes", "trainer.strategy", "trainer.divergence", "logger", "data.loader.num_workers",
                    "trainer.preview_count", "trainer.preview_seed", "ttn.steps", "ccn.pretrain.steps",
-                   "ccn.adapt.steps", "cyclegan.steps", "evaluate", "baseline", "toonify")
+                   "ccn.adapt.steps", "ccn.stages", "cyclegan.steps", "evaluate", "baseline", "toonify")
 
 
 def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -208,21 +209,24 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): node}
 
 
-def config_changes(previous: Path, cfg: DictConfig) -> list[str]:
-    """``key: old -> new`` for every recipe key that differs from the run's saved ``config.yaml``."""
+def config_changes(previous: Path, cfg: DictConfig, free_keys: Sequence[str] = ()) -> list[str]:
+    """``key: old -> new`` for every recipe key that differs from the run's saved ``config.yaml``; keys in
+    ``RERUN_FREE_KEYS`` or ``free_keys`` (and their sub-keys) are not part of the stage's recipe."""
     old = _leaves(OmegaConf.to_container(OmegaConf.load(previous), resolve=True))
     new = _leaves(OmegaConf.to_container(cfg, resolve=True))
-    free = lambda key: any(key == k or key.startswith(k + ".") for k in RERUN_FREE_KEYS)  # noqa: E731
+    ignored = (*RERUN_FREE_KEYS, *free_keys)
+    free = lambda key: any(key == k or key.startswith(k + ".") for k in ignored)  # noqa: E731
     return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
             for key in sorted(set(old) | set(new)) if not free(key) and old.get(key) != new.get(key)]
 
 
-def refuse_changed_rerun(cfg: DictConfig, stage_dir: Path, ckpt: str | None) -> None:
-    """Continuing a run with another recipe would silently mix two experiments: say what changed, and stop."""
+def refuse_changed_rerun(cfg: DictConfig, stage_dir: Path, ckpt: str | None, free_keys: Sequence[str] = ()) -> None:
+    """Continuing a run with another recipe would silently mix two experiments: say what changed, and stop.
+    ``free_keys``: keys this stage does not read (a later stage's section), which may change freely."""
     previous = stage_dir / "config.yaml"
     if ckpt is None or cfg.resume == "force" or not previous.is_file():
         return
-    changes = config_changes(previous, cfg)
+    changes = config_changes(previous, cfg, free_keys)
     if changes:
         raise ValueError(f"{stage_dir} was trained with another config; resuming would mix two recipes. Changed:\n  "
                          + "\n  ".join(changes[:20]) + "\nUse a new run_dir, resume=never to start over, or "
@@ -238,7 +242,7 @@ DIVERGENCE_ACTIONS = ("rollback", "stop")
 
 
 def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.LightningDataModule, stage_dir: Path,
-              iterations: int) -> pl.Trainer:
+              iterations: int, free_keys: Sequence[str] = ()) -> pl.Trainer:
     """Fit ``module`` for ``iterations`` iterations in ``stage_dir``, resuming per ``cfg.resume``.
 
     If training diverges (:class:`TrainingDiverged`), nothing is checkpointed or exported after it;
@@ -250,7 +254,7 @@ def fit_stage(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.Lightn
         raise ValueError(f"trainer.divergence.action must be one of {DIVERGENCE_ACTIONS}, got {guard.action!r}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt = resume_path(cfg, stage_dir)
-    refuse_changed_rerun(cfg, stage_dir, ckpt)
+    refuse_changed_rerun(cfg, stage_dir, ckpt, free_keys)
     save_run_config(cfg, stage_dir)
     remove_interrupted_writes(stage_dir / "checkpoints")
     module.max_d_loss = float(guard.max_d_loss)

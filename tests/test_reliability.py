@@ -254,3 +254,19 @@ def test_a_folder_with_nothing_usable_says_so_and_fails(tmp_path: Path, capsys) 
     assert main(["stylize", str(tmp_path / "good"), "--model", str(model), "--output", str(tmp_path / "g")]) == 0
     again = main(["stylize", str(tmp_path / "good"), "--model", str(model), "--output", str(tmp_path / "g")])
     assert again == 0  # outputs kept from the first run are not a failure
+
+
+def test_resuming_pretraining_ignores_adaptation_keys_but_not_its_own(synthetic_root: Path, tmp_path: Path) -> None:
+    """A long G_src pretraining continues after adaptation or sampling keys changed (it reads neither), and is
+    still refused when a pretraining key changed."""
+    from dctnet.ccn.train import train_ccn
+
+    common = tiny_overrides(synthetic_root, tmp_path) + ["ccn.stages=[pretrain]"]
+    train_ccn(make_config("ccn", common + ["trainer.max_steps=2"]))
+    later = ["ccn.adapt.lr=0.01", "ccn.adapt.self_similarity_weight=5", "ccn.pretrain.self_similarity_weight=5",
+             "ccn.sampling.count=7", "ccn.stages=[pretrain,adapt]"]
+    with pytest.raises(ValueError, match=r"another config(.|\n)*ccn.pretrain.lr"):
+        train_ccn(make_config("ccn", common + ["trainer.max_steps=4", "ccn.pretrain.lr=0.01"]))
+    outputs = train_ccn(make_config("ccn", common[:-1] + ["trainer.max_steps=4", "trainer.checkpoint_every=2"] + later))
+    checkpoint = torch.load(tmp_path / "ccn" / "pretrain" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 4 * STEPS_PER_ITERATION and "pretrain" in outputs

@@ -49,8 +49,17 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
     seed = cfg.seed + (0 if mode == "pretrain" else 1)
     datamodule = gan_datamodule(cfg, {"image": folder}, stage_cfg.batch_size, seed, iterations, size=model.size,
                                 gem=False)
-    fit_stage(cfg, module, datamodule, stage_dir, iterations)
+    fit_stage(cfg, module, datamodule, stage_dir, iterations, free_keys=keys_stage_does_not_read(mode))
     return stage_dir / "ccn.safetensors"
+
+
+def keys_stage_does_not_read(mode: str) -> tuple[str, ...]:
+    """Config keys a CCN stage's resume may see changed: the later stages' sections (and, for pretraining, the
+    adapt-only keys of its own), so tuning adaptation never blocks continuing a long pretraining."""
+    later = ("ccn.sampling", "ttn")
+    if mode == "pretrain":
+        return (*later, "ccn.adapt", *(f"ccn.pretrain.{key}" for key in KEYS_PRETRAINING_IGNORES))
+    return later
 
 
 def kept_samples_folder(cfg: DictConfig) -> Path:
