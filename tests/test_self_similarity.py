@@ -94,7 +94,7 @@ def test_each_anchor_loss_reaches_the_adapted_g_and_not_g_src(loss_name: str) ->
         reference, _ = module.source(z, randomize_noise=False)
     loss = loss_fn(fake, reference, 4)
     loss.backward()
-    assert loss.item() > 1e-4
+    assert loss.item() > 1e-3  # each loss's value here: 0.62 (colour layout), 0.28 (self-similarity)
     assert module.generator.convs[0].conv.weight.grad.abs().sum() > 0
     assert module.generator.to_rgbs[0].conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in module.source.parameters())
