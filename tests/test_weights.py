@@ -31,10 +31,24 @@ def test_missing_weights_say_which_file_and_where(empty_caches: Path) -> None:
     assert status_table().count("MISSING") == len(REGISTRY)
 
 
+def test_the_random_content_network_does_not_follow_the_training_seed() -> None:
+    """pretrained=false gives one fixed network (seed 0) and leaves the caller's RNG where it was: a TTN's
+    content loss must not change with its training seed."""
+    torch.manual_seed(1)
+    first = VGGFeatures("conv1_2", pretrained=False)
+    after_first = torch.rand(3)
+    torch.manual_seed(2)
+    second = VGGFeatures("conv1_2", pretrained=False)
+    assert torch.equal(first.features[0].weight, second.features[0].weight)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after_first)  # building it drew nothing from the caller's RNG
+    assert "seed 0" in first.source
+
+
 def test_weights_in_the_documented_place_are_loaded(empty_caches: Path) -> None:
     from torchvision.models import vgg19
 
-    torch.manual_seed(0)
+    torch.manual_seed(123)  # not the random network's seed 0: only a real load gives these weights
     reference = vgg19(weights=None)
     path = REGISTRY["vgg19"].path
     path.parent.mkdir(parents=True)

@@ -22,8 +22,12 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if layer not in VGG19_LAYERS:
             raise ValueError(f"unknown VGG19 layer {layer!r}; choose from {sorted(VGG19_LAYERS)}")
-        model = vgg19(weights=None)
-        self.source = "random init (pretrained=false)"
+        # Random weights are one fixed network (seed 0), as the identity and FID networks' are: drawn from the
+        # training seed's RNG, each training seed had its own content loss, so two seeds compared two objectives.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = vgg19(weights=None)
+        self.source = "random init, seed 0 (pretrained=false)"
         if pretrained:
             path = resolve("vgg19", weights)
             load_strict(model, load_torch_file(path), str(path))
