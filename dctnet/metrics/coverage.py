@@ -18,6 +18,7 @@ from torch import nn
 
 from dctnet.data.decode import to_tensor
 from dctnet.data.synthetic import ATTRIBUTES, face_attributes, render, sample_face
+from dctnet.seeding import fixed_seed
 
 
 class AttributeClassifier(nn.Module):
@@ -95,8 +96,7 @@ def train_coverage_model(size: int = 64, count: int = 3000, steps: int = 600, se
     held_out = max(1, count // 6)
     train_x, train_y, test_x, test_y = images[held_out:], labels[held_out:], images[:held_out], labels[:held_out]
     generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with fixed_seed(seed):
         network = AttributeClassifier(len(ATTRIBUTES))
     optimiser = torch.optim.Adam(network.parameters(), 2e-3)
     network.train()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from dctnet.seeding import fixed_seed
 from dctnet.weights import resolve
 
 
@@ -74,8 +75,7 @@ def build_feature_extractor(kind: str) -> FeatureExtractor:
                                                   feature_extractor_weights_path=str(path))
         return FeatureExtractor(f"InceptionV3 2048-d pool features ({path.name})", network.eval(), "uint8")
     if kind == "random":
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
+        with fixed_seed(0):
             network = torchvision.models.resnet18(weights=None)
         network.fc = torch.nn.Identity()
         return FeatureExtractor("random-init ResNet-18 (pretrained=false: not comparable to published FID)",

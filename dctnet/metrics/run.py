@@ -25,6 +25,7 @@ from dctnet.metrics.evaluate import (
 from dctnet.metrics.features import build_feature_extractor, weights_only_torch_load
 from dctnet.metrics.provenance import describe_provenance
 from dctnet.models.face import build_identity_network
+from dctnet.seeding import fixed_seed
 from dctnet.weights import resolve
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,7 @@ LPIPS_ALEX_SLICES = {1: range(0, 2), 2: range(2, 5), 3: range(5, 8), 4: range(8,
 def build_lpips(pretrained: bool) -> tuple[torch.nn.Module, str]:
     """lpips' AlexNet LPIPS; its linear layers ship in the package, the backbone comes from the registry."""
     # lpips reads its linear layers with a bare torch.load, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD would make unsafe
-    with torch.random.fork_rng(), weights_only_torch_load():  # a random backbone must be the same in every run
-        torch.manual_seed(0)
+    with fixed_seed(0), weights_only_torch_load():  # a random backbone must be the same in every run
         model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     if not pretrained:
         return model.eval(), "LPIPS-alex (random backbone, seed 0: pretrained=false)"

@@ -17,6 +17,7 @@ from torch import nn
 
 from dctnet.checkpoints import load_model_file, load_strict, load_torch_file
 from dctnet.config import IdentityConfig
+from dctnet.seeding import fixed_seed
 from dctnet.weights import REGISTRY, MissingWeightsError, resolve
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,7 @@ def build_identity_network(cfg: IdentityConfig) -> IdentityNet:
     if cfg.network != "facenet":
         raise ValueError(f"identity.network must be 'facenet' here, got {cfg.network!r}")
     if not cfg.pretrained:
-        with torch.random.fork_rng():  # the same random network in every run, so its numbers compare
-            torch.manual_seed(0)
+        with fixed_seed(0):  # the same random network in every run, so its numbers compare
             network = InceptionResnetV1(pretrained=None, classify=False)
         return IdentityNet(network, "facenet (random init, seed 0: pretrained=false)", cfg.crop, cfg.input_size)
     casia = REGISTRY["facenet-casia-opencv"].path

@@ -7,6 +7,7 @@ from torch import nn
 from torchvision.models import vgg19
 
 from dctnet.checkpoints import load_strict, load_torch_file
+from dctnet.seeding import fixed_seed
 from dctnet.weights import resolve
 
 # index in torchvision's vgg19().features of each conv layer's output (before its ReLU)
@@ -24,8 +25,7 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"unknown VGG19 layer {layer!r}; choose from {sorted(VGG19_LAYERS)}")
         # Random weights are one fixed network (seed 0), as the identity and FID networks' are: drawn from the
         # training seed's RNG, each training seed had its own content loss, so two seeds compared two objectives.
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
+        with fixed_seed(0):
             model = vgg19(weights=None)
         self.source = "random init, seed 0 (pretrained=false)"
         if pretrained:
