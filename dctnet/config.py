@@ -262,6 +262,8 @@ class TTNLossConfig:
     content_norm: str = MISSING  # none (official) | instance: compare layout, not per-channel feature levels
     superpixel: float = MISSING  # L1 between the output and its superpixel mean-colour image (flat regions)
     superpixel_segments: int = MISSING  # the official seg_num at 256 px
+    self_similarity: float = MISSING  # output's cell-colour self-similarity must match the photo's; 0 = off
+    self_similarity_cells: int = MISSING  # cells per side of that comparison
     tv: float = MISSING
     surface_radius: int = MISSING
     surface_eps: float = MISSING

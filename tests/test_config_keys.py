@@ -34,7 +34,8 @@ NOT_HERE = {"ttn.cartoons", "ttn.texture_cartoons", "ttn.extra_cartoons", "ttn.s
 STRING_CHOICES = {"gan": "hinge", "content_norm": "instance", "vgg_layer": "conv2_2", "recipe": "renamed",
                   "kind": "identity"}
 BASE = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "ttn.ema_rampup=null", "ttn.loss.face.kind=expression", "ttn.loss.image=1.0",
-        "ttn.loss.superpixel=1.0", "ttn.loss.superpixel_segments=16", "ttn.loss.vgg_layer=conv1_2"]
+        "ttn.loss.superpixel=1.0", "ttn.loss.superpixel_segments=16", "ttn.loss.vgg_layer=conv1_2",
+        "ttn.loss.self_similarity=1.0"]
 
 
 def _moved(value: float) -> float:

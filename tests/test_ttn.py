@@ -106,6 +106,7 @@ def _grads(loss: torch.Tensor, module: torch.nn.Module) -> float:
 def test_each_loss_term_moves_its_network_and_only_it() -> None:
     from dctnet.losses.content import content_loss, total_variation
     from dctnet.losses.representations import random_grey_weights, surface, texture
+    from dctnet.losses.self_similarity import self_similarity_loss
 
     module = _module()
     photo, cartoon = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
@@ -117,6 +118,7 @@ def test_each_loss_term_moves_its_network_and_only_it() -> None:
         "texture": module.g_loss_fn(module.d_texture(texture(fake, grey))),
         "content": content_loss(module.vgg(fake), module.vgg(photo)),
         "tv": total_variation(fake),
+        "self_similarity": self_similarity_loss(fake, photo, cells=8),
         "face": torch.nn.functional.l1_loss(module.regressor(fake), labels),
     }
     for name, term in terms.items():

@@ -1,4 +1,8 @@
-"""Self-similarity structure loss for few-shot adaptation: the adapted G may restyle a face, not rearrange it.
+"""Self-similarity structure loss: an image may restyle its reference, not rearrange it.
+
+Used twice. Stage 1 (``ccn.adapt.self_similarity_weight``): G_cartoon(w) against G_src(w). Stage 2
+(``ttn.loss.self_similarity``): the TTN's output against its photo, so an unpaired TTN cannot paint the skin in
+the hair's hue, or long hair as skin, which the exemplars' discriminators alone allowed (README, session 27).
 
 With ~100 exemplars that all lack something (long hair, say), the adapting discriminator teaches G to paint it
 away, and the calibrated samples lose the content the photos had (README, "Is skin tone the hard case?"). This

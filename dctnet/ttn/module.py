@@ -23,6 +23,7 @@ from dctnet.gan_base import GANModule, make_ema, requires_grad
 from dctnet.losses.content import CONTENT_NORMS, content_loss, total_variation
 from dctnet.losses.gan import adversarial_losses
 from dctnet.losses.representations import random_grey_weights, surface, texture
+from dctnet.losses.self_similarity import self_similarity_loss
 from dctnet.losses.superpixel import superpixel_mean
 from dctnet.models.discriminators import AttributeRegressor
 from dctnet.models.face import IdentityNet, build_identity_network, cosine_similarity
@@ -213,6 +214,10 @@ class TTNModule(GANModule):
             structure = F.l1_loss(fake, superpixel_mean(fake.detach(), w.superpixel_segments))
             total = total + w.superpixel * structure
             logs["superpixel"] = structure.detach()
+        if w.self_similarity > 0:  # keep the photo's regions apart: no skin painted in the hair's hue
+            structure = self_similarity_loss(fake, photo, w.self_similarity_cells)
+            total = total + w.self_similarity * structure
+            logs["self_similarity"] = structure.detach()
         if w.tv > 0:
             tv = total_variation(fake)
             total = total + w.tv * tv
