@@ -215,9 +215,9 @@ class TTNModule(GANModule):
             total = total + w.superpixel * structure
             logs["superpixel"] = structure.detach()
         if w.self_similarity > 0:  # keep the photo's regions apart: no skin painted in the hair's hue
-            structure = self_similarity_loss(fake, photo, w.self_similarity_cells)
-            total = total + w.self_similarity * structure
-            logs["self_similarity"] = structure.detach()
+            similarity = self_similarity_loss(fake, photo, w.self_similarity_cells)
+            total = total + w.self_similarity * similarity
+            logs["self_similarity"] = similarity.detach()
         if w.tv > 0:
             tv = total_variation(fake)
             total = total + w.tv * tv
