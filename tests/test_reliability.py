@@ -264,7 +264,7 @@ def test_resuming_pretraining_ignores_adaptation_keys_but_not_its_own(synthetic_
     common = tiny_overrides(synthetic_root, tmp_path) + ["ccn.stages=[pretrain]"]
     train_ccn(make_config("ccn", common + ["trainer.max_steps=2"]))
     later = ["ccn.adapt.lr=0.01", "ccn.adapt.self_similarity_weight=5", "ccn.pretrain.self_similarity_weight=5",
-             "ccn.sampling.count=7", "ccn.stages=[pretrain,adapt]"]
+             "ccn.sampling.count=7", "ccn.stages=[pretrain,adapt]", "cyclegan.ngf=8", "ttn.lr_g=0.01"]
     with pytest.raises(ValueError, match=r"another config(.|\n)*ccn.pretrain.lr"):
         train_ccn(make_config("ccn", common + ["trainer.max_steps=4", "ccn.pretrain.lr=0.01"]))
     outputs = train_ccn(make_config("ccn", common[:-1] + ["trainer.max_steps=4", "trainer.checkpoint_every=2"] + later))

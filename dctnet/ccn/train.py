@@ -54,9 +54,9 @@ def train_stage(cfg: DictConfig, mode: str, source_state: dict | None, ccn_dir: 
 
 
 def keys_stage_does_not_read(mode: str) -> tuple[str, ...]:
-    """Config keys a CCN stage's resume may see changed: the later stages' sections (and, for pretraining, the
-    adapt-only keys of its own), so tuning adaptation never blocks continuing a long pretraining."""
-    later = ("ccn.sampling", "ttn")
+    """Config keys a CCN stage's resume may see changed: the later stages' and the baselines' sections (and, for
+    pretraining, the adapt-only keys of its own), so tuning adaptation never blocks continuing a long pretraining."""
+    later = ("ccn.sampling", "ttn", "cyclegan")
     if mode == "pretrain":
         return (*later, "ccn.adapt", *(f"ccn.pretrain.{key}" for key in KEYS_PRETRAINING_IGNORES))
     return later
