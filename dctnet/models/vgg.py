@@ -23,13 +23,14 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if layer not in VGG19_LAYERS:
             raise ValueError(f"unknown VGG19 layer {layer!r}; choose from {sorted(VGG19_LAYERS)}")
+        # Missing weights fail here, before the 143 M-parameter network is built.
+        path = resolve("vgg19", weights) if pretrained else None
         # Random weights are one fixed network (seed 0), as the identity and FID networks' are: drawn from the
         # training seed's RNG, each training seed had its own content loss, so two seeds compared two objectives.
         with fixed_seed(0):
             model = vgg19(weights=None)
         self.source = "random init, seed 0 (pretrained=false)"
-        if pretrained:
-            path = resolve("vgg19", weights)
+        if path is not None:
             load_strict(model, load_torch_file(path), str(path))
             self.source = path.name
         self.features = model.features[: VGG19_LAYERS[layer] + 1].eval()
