@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 demo: install  ## DEMO_ARGS=--baselines adds CycleGAN and Toonify (a few minutes more)
 	$(PY) -m dctnet.demo $(DEMO_ARGS)
 
-test: install
-	$(PY) -m pytest -q
+test: install  ## one pytest worker per core (at most 4), one torch thread each: tests are mostly small serial ops
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 bench: install  ## regenerates docs/performance.md (~40 min on 2 cores)
 	$(PY) benchmarks/report.py

@@ -8,6 +8,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 # decisions the code caches per machine (--precision auto) go to a per-session folder, not the user's cache
 os.environ["DCTNET_CACHE"] = __import__("tempfile").mkdtemp(prefix="dctnet-test-cache-")
+# Under pytest-xdist (`make test`: a worker per core) each worker and what it spawns gets its share of the cores,
+# so workers do not oversubscribe them; a plain `pytest` keeps 2 threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+TORCH_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
 
 from pathlib import Path  # noqa: E402
 
@@ -21,7 +27,7 @@ from dctnet.data.synthetic import ensure_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-torch.set_num_threads(2)
+torch.set_num_threads(TORCH_THREADS)
 register_configs()
 
 
