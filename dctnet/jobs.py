@@ -59,7 +59,7 @@ def run_jobs(jobs: dict[str, Job], workers: int = 1, after: dict[str, Collection
             fn, args = pending.pop(name)
             done[name] = fn(*args)
         return {name: done[name] for name in jobs}
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     log.info("%d runs, %d at a time, %d thread(s) each: %s", len(jobs), workers, threads, ", ".join(jobs))
     context = multiprocessing.get_context("spawn")  # a fork of a process with torch threads running is unsafe
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
@@ -78,6 +78,11 @@ def run_jobs(jobs: dict[str, Job], workers: int = 1, after: dict[str, Collection
                 done[name] = future.result()  # the first failure: the with block waits for the runs still going
                 log.info("%s done after %.0f s", name, time.time() - start)
     return {name: done[name] for name in jobs}
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each of ``workers`` processes' share of this machine's cores (at least one), so they do not oversubscribe."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def workers_option(argv: list[str], default: int | None = None) -> tuple[int, list[str]]:

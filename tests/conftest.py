@@ -8,12 +8,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 # decisions the code caches per machine (--precision auto) go to a per-session folder, not the user's cache
 os.environ["DCTNET_CACHE"] = __import__("tempfile").mkdtemp(prefix="dctnet-test-cache-")
-# Under pytest-xdist (`make test`: a worker per core) each worker and what it spawns gets its share of the cores,
-# so workers do not oversubscribe them; a plain `pytest` keeps 2 threads.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-TORCH_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
-if _WORKERS > 1:
-    os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
 
 from pathlib import Path  # noqa: E402
 
@@ -24,6 +18,14 @@ from omegaconf import DictConfig  # noqa: E402
 
 from dctnet.config import register_configs  # noqa: E402
 from dctnet.data.synthetic import ensure_dataset  # noqa: E402
+from dctnet.jobs import threads_per_worker  # noqa: E402
+
+# Under pytest-xdist (`make test`: a worker per core) each worker and what it spawns gets its share of the cores,
+# so workers do not oversubscribe them; a plain `pytest` keeps 2 threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+TORCH_THREADS = min(2, threads_per_worker(_WORKERS))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)  # read by the runs and notebook kernels tests spawn
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
